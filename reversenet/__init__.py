@@ -1,0 +1,16 @@
+"""reversenet: reversed architectures of CNNs (DeConvNet, SaliNet, DeSaliNet and kin).
+
+    >>> import reversenet
+    >>> image = reversenet.reverse(model, x, layer="features.30", variant="desalinet")
+"""
+
+from .engine import Recording, record, reverse
+from .errors import ReversenetError, UsageError
+from .selectors import Selector, parse_selector
+from .variants import BUILTIN as VARIANTS
+from .variants import Variant, load_variant
+
+__all__ = [
+    "VARIANTS", "Recording", "ReversenetError", "Selector", "UsageError", "Variant",
+    "load_variant", "parse_selector", "record", "reverse",
+]  # fmt: skip

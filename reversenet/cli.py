@@ -1,0 +1,211 @@
+"""The `reversenet` command: a thin layer over the Python API."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import click
+import torch
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from . import images
+from .errors import ReversenetError
+from .graph import Graph
+from .models import load_network
+from .render import RENDERERS
+from .rules import FAMILIES
+from .selectors import parse_selector
+from .variants import BUILTIN, load_variant
+from .visualize import compare as compare_grid
+from .visualize import visualize as visualize_image
+
+console = Console(stderr=True)
+
+
+def _device(name: str) -> str:
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ReversenetError("--device cuda: no CUDA device is available (use --device cpu)")
+    return name
+
+
+def model_options(fn: Callable) -> Callable:
+    """--model, --weights, --seed, --device."""
+    options = [
+        click.option("--model", "-m", default="vgg16", show_default=True,
+                     help="torchvision model name, or package.module:factory for your own."),
+        click.option("--weights", "-w", default="DEFAULT", show_default=True,
+                     help="DEFAULT (torchvision's ImageNet weights), random, or a state_dict file."),
+        click.option("--seed", default=0, show_default=True, help="Seed for --weights random and random selectors."),
+        click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def reverse_options(fn: Callable) -> Callable:
+    """--layer, --select, --render."""
+    options = [
+        click.option("--layer", "-l", default=None,
+                     help="Module name (features.30), paper alias (pool5) or graph node. "
+                          "Default: pool5 where the model has it, else the output."),
+        click.option("--select", "-s", default="max", show_default=True,
+                     help="max, neuron:C,Y,X, channel:C, topk:K, random, mixture, noise, full, class:I|NAME."),
+        click.option("--render", "how", type=click.Choice(list(RENDERERS)), default="paper", show_default=True,
+                     help="paper (footnote 4 sigmoid), gamma, minmax or saliency (heat map + overlay)."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"], "max_content_width": 100})
+@click.version_option(package_name="reversenet")
+@click.option("--debug", is_flag=True, help="Show the traceback of an error.")
+def cli(debug: bool) -> None:
+    """Reversed architectures of CNNs: DeConvNet, SaliNet, DeSaliNet and the five
+    other variants of Mahendran & Vedaldi, "Salient deconvolutional networks"."""
+
+
+@cli.command()
+@model_options
+@reverse_options
+@click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
+              help="Built-in variant name or YAML file; repeat for several (one forward pass).")
+@click.option("--image", "-i", "image_specs", multiple=True,
+              help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
+              help="Folder for the PNGs.")
+@click.option("--raw", is_flag=True, help="Also save each float result as .npy.")
+def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw) -> None:
+    """Reverse a layer's activation to an image and save it as PNG.
+
+    \b
+    Examples:
+      reversenet visualize --variant desalinet
+      reversenet visualize --weights random -m alexnet -l conv5 -v deconvnet -v salinet
+      reversenet visualize -i photos/ -i 'more/*.jpg' --select topk:4 --raw
+      reversenet visualize -m vgg16 -w vgg16.pth -l fc8 --select class:tabby --render saliency
+    """
+    variants = [load_variant(v) for v in variant_names]
+    parse_selector(select)
+    paths = images.find_images(image_specs) if image_specs else [images.sample_image()]
+    network = load_network(model, weights, seed=seed, device=_device(device))
+    layer = layer or network.default_layer
+    written = 0
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  console=console, disable=len(paths) < 2, transient=True) as progress:  # fmt: skip
+        task = progress.add_task("reversing", total=len(paths))
+        for path in paths:
+            progress.update(task, description=path.name)
+            outputs = visualize_image(network, path, layer=layer, variants=variants, select=select,
+                                      how=how, seed=seed, raw=raw)  # fmt: skip
+            for name, array in outputs:
+                target = out / name
+                (images.save_array if name.endswith(".npy") else images.save_png)(array, target)
+                written += 1
+            progress.advance(task)
+    console.print(f"wrote {written} files to {out}/")
+
+
+@cli.command()
+@model_options
+@reverse_options
+@click.option("--image", "-i", "image_spec", default=None, help="Image file. Default: the bundled sample photo.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="PNG file. Default: reversenet-out/<image>_<model>_<layer>_compare.png")
+def compare(model, weights, seed, device, layer, select, how, image_spec, out) -> None:
+    """All eight variants of one image in a labelled 2×4 grid (the paper's Fig. 3).
+
+    \b
+    Examples:
+      reversenet compare --weights random
+      reversenet compare -m alexnet -w random -l pool5 -i photo.jpg -o fig3.png
+    """
+    parse_selector(select)
+    path = images.find_images([image_spec])[0] if image_spec else images.sample_image()
+    network = load_network(model, weights, seed=seed, device=_device(device))
+    layer = layer or network.default_layer
+    picture = compare_grid(network, path, layer=layer, select=select, how=how, seed=seed)
+    out = out or Path("reversenet-out") / f"{path.stem}_{model.replace(':', '-')}_{layer}_compare.png"
+    images.save_png(picture, out)
+    console.print(f"wrote {out}")
+
+
+@cli.command()
+def variants() -> None:
+    """List the built-in variants and the rule each picks per layer family.
+
+    \b
+    Example:
+      reversenet variants
+    """
+    choice_families = [f for f in FAMILIES.values() if len(f.rules) > 1]
+    table = Table()
+    for header in ["variant", *(f"{f.name}†" for f in choice_families)]:
+        table.add_column(header, no_wrap=True)
+    table.add_column("what it is")
+    for name in BUILTIN:
+        v = load_variant(name)
+        table.add_row(name, *(v.rules.get(f.name, "-") for f in choice_families), v.description)
+    Console().print(table)
+    Console().print("Families with a single rule (always used): "
+                    + ", ".join(f"{f.name}: {f.default.name}" for f in FAMILIES.values() if f.default))  # fmt: skip
+
+
+@cli.command()
+@click.option("--model", "-m", default="vgg16", show_default=True,
+              help="torchvision model name, or package.module:factory.")  # fmt: skip
+def layers(model: str) -> None:
+    """List a model's layers: names, paper aliases, types and output shapes.
+
+    \b
+    Example:
+      reversenet layers --model vgg16
+    """
+    network = load_network(model, "random")
+    graph = Graph(network.module, network.aliases)
+    size = network.input_size
+    shapes = graph.shapes(torch.zeros(1, 3, *size))
+    alias_of = {v: k for k, v in network.aliases.items()}
+    table = Table("layer", "alias", "type", "output shape", title=f"{model}, input 3×{size[0]}×{size[1]}")
+    for step in graph.path(graph.resolve("output")):
+        shape = "×".join(map(str, shapes.get(step.node.name, ())))
+        table.add_row(step.name, alias_of.get(step.name, ""), step.kind, shape)
+    Console().print(table)
+
+
+def main() -> None:
+    """Entry point: errors become one line on stderr and an exit status (2 usage, 1 failure)."""
+    debug = "--debug" in sys.argv
+    try:
+        cli.main(standalone_mode=False)
+    except click.exceptions.Abort:
+        console.print("aborted")
+        sys.exit(130)
+    except click.ClickException as exc:
+        if debug:
+            raise
+        print(f"error: {exc.format_message()}", file=sys.stderr)
+        sys.exit(2)
+    except ReversenetError as exc:
+        if debug:
+            raise
+        print(f"error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except Exception as exc:  # a bug or an unforeseen failure: still one line
+        if debug:
+            raise
+        first = (str(exc).strip().splitlines() or [""])[0]
+        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        sys.exit(1)
+
+
+if __name__ == "__main__":
+    main()

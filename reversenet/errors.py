@@ -1,0 +1,31 @@
+"""Errors that reach the user as one line, never as a traceback."""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+
+class ReversenetError(Exception):
+    """A failure the user can fix: the CLI prints its message and exits 1."""
+
+    exit_code = 1
+
+
+class UsageError(ReversenetError):
+    """A bad name, value or option: the CLI prints its message and exits 2."""
+
+    exit_code = 2
+
+
+def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
+    """An error for an unknown `name`, suggesting the closest of `choices`."""
+    choices = sorted(set(choices))
+    close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
+    if close:
+        hint = "did you mean " + ", ".join(close) + "?"
+    elif len(choices) <= 12:
+        hint = "choose from " + ", ".join(choices)
+    else:
+        hint = f"{len(choices)} names exist"
+    return UsageError(f"unknown {kind} {name!r}; {hint}")

@@ -1,0 +1,97 @@
+"""Reading photos and writing results; every file is written atomically."""
+
+from __future__ import annotations
+
+import glob
+import os
+import tempfile
+from collections.abc import Callable, Iterable
+from contextlib import contextmanager
+from importlib import resources
+from pathlib import Path
+from typing import IO
+
+import numpy as np
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from .errors import ReversenetError, UsageError
+
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
+
+
+def sample_image() -> Path:
+    """The bundled sample photo: Chelsea the cat (scikit-image's data, CC0)."""
+    return Path(str(resources.files("reversenet.data") / "chelsea.jpg"))
+
+
+def find_images(specs: Iterable[str]) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns, in the order given."""
+    found: list[Path] = []
+    for spec in specs:
+        path = Path(spec)
+        if path.is_dir():
+            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
+            if not matches:
+                raise UsageError(f"no images in folder {spec} (looked for {', '.join(EXTENSIONS)})")
+        elif path.exists():
+            matches = [path]
+        elif glob.has_magic(spec):
+            matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
+            if not matches:
+                raise UsageError(f"no files match {spec}")
+        else:
+            raise UsageError(f"no such image: {spec}")
+        found += [p for p in matches if p not in found]
+    return found
+
+
+def load_image(path: Path) -> Image.Image:
+    """An RGB image; EXIF orientation applied, 16-bit and float images rescaled."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            image = ImageOps.exif_transpose(image)
+    except Image.DecompressionBombError as exc:
+        raise ReversenetError(f"{path}: refused, larger than PIL's safety limit ({exc})") from exc
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ReversenetError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from exc
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        values = np.asarray(image, dtype=np.float64)
+        top = values.max() if values.max() > 0 else 1.0
+        image = Image.fromarray((values / top * 255).round().astype(np.uint8))
+    return image.convert("RGB")
+
+
+@contextmanager
+def _atomic(path: Path, mode: str = "wb") -> Iterable[IO]:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is an ordinary file
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write(path: Path, save: Callable[[IO], None]) -> None:
+    try:
+        with _atomic(path) as f:
+            save(f)
+    except OSError as exc:
+        raise ReversenetError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Save an (H, W, 3) or (H, W) uint8 array as PNG, atomically."""
+    _write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
+
+
+def save_array(array: np.ndarray, path: Path) -> None:
+    """Save a float array as .npy, atomically."""
+    _write(path, lambda f: np.save(f, array))

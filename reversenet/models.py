@@ -1,0 +1,187 @@
+"""Networks to reverse: torchvision models or a user's factory, with their weights,
+preprocessing and paper-style layer names."""
+
+from __future__ import annotations
+
+import importlib
+import pickle
+import urllib.error
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torchvision
+from torch import Tensor, nn
+from torchvision.models import get_model, get_model_weights, list_models
+
+from .errors import ReversenetError, UsageError, unknown
+
+
+@dataclass
+class Network:
+    """A model ready to reverse, with how to prepare its input."""
+
+    name: str
+    module: nn.Module
+    transform: Callable[..., Tensor]  # PIL image -> normalised (C, H, W) tensor
+    aliases: dict[str, str] = field(default_factory=dict)
+    categories: tuple[str, ...] | None = None
+
+    @property
+    def default_layer(self) -> str:
+        """pool5 where the model has one (the paper's Fig. 3), else the output."""
+        return "pool5" if "pool5" in self.aliases else "output"
+
+    @property
+    def input_size(self) -> tuple[int, int]:
+        """(H, W) of the network input after preprocessing."""
+        crop = self.transform.crop_size
+        return (crop[0], crop[-1])
+
+    def denormalise(self, x: Tensor) -> Tensor:
+        """The network input (C, H, W) back in [0, 1] RGB, for display."""
+        mean = torch.tensor(self.transform.mean).view(-1, 1, 1).to(x)
+        std = torch.tensor(self.transform.std).view(-1, 1, 1).to(x)
+        return (x * std + mean).clamp(0, 1)
+
+
+def torchvision_names() -> list[str]:
+    """torchvision's image classification models."""
+    return list_models(module=torchvision.models)
+
+
+def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: str = "cpu") -> Network:
+    """A network by torchvision name or ``package.module:factory``.
+
+    `weights` is ``DEFAULT`` (or another torchvision weights name: downloaded and
+    cached by torch.hub; a factory's own weights for a factory), ``random`` (the
+    architecture's initialisation, seeded by `seed`) or the path of a state_dict.
+    """
+    if ":" in name:
+        factory = _import_factory(name)
+        build = lambda: _call(factory, name)  # noqa: E731
+        transform = get_model_weights("vgg16").DEFAULT.transforms()
+        categories = None
+    elif name in torchvision_names():
+        entries = get_model_weights(name)
+        default = entries.DEFAULT
+        transform, categories = default.transforms(), tuple(default.meta.get("categories", ())) or None
+        build = lambda: get_model(name, weights=None, num_classes=len(categories or ()) or 1000)  # noqa: E731
+        if weights not in ("random",) and not Path(weights).exists():
+            return _pretrained(name, weights, entries, transform, categories, device)
+    else:
+        raise unknown("model", name, torchvision_names())
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        module = build()
+    if weights != "random" and (":" not in name or weights != "DEFAULT"):
+        _load_state_dict(module, Path(weights))
+    return _network(name, module, transform, categories, device)
+
+
+def _network(name, module, transform, categories, device) -> Network:
+    module = module.eval().to(device)
+    return Network(name, module, transform, paper_aliases(module), categories)
+
+
+def _pretrained(name, weights, entries, transform, categories, device) -> Network:
+    try:
+        entry = entries[weights]
+    except KeyError:
+        choices = ["DEFAULT", "random", *entries.__members__]
+        raise UsageError(
+            f"weights {weights!r}: not a file, nor one of {', '.join(choices)}"
+        ) from None
+    try:
+        state = torch.hub.load_state_dict_from_url(
+            entry.url, progress=True, check_hash=True, weights_only=True
+        )
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise ReversenetError(
+            f"cannot download the {weights} weights of {name} ({getattr(exc, 'reason', exc)}); "
+            "offline, use --weights random or --weights path/to/state_dict.pth"
+        ) from exc
+    module = get_model(name, weights=None, num_classes=len(categories or ()) or 1000)
+    module.load_state_dict(state)
+    return _network(name, module, transform, categories, device)
+
+
+def _import_factory(spec: str) -> Callable[[], nn.Module]:
+    module_name, _, attr = spec.partition(":")
+    try:
+        return getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise UsageError(f"cannot import model factory {spec}: {exc}") from exc
+
+
+def _call(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
+    model = factory()
+    if not isinstance(model, nn.Module):
+        raise UsageError(f"{spec} returned {type(model).__name__}, not a torch.nn.Module")
+    return model
+
+
+def _load_state_dict(module: nn.Module, path: Path) -> None:
+    if not path.is_file():
+        raise UsageError(f"weights {str(path)!r}: no such file (or use DEFAULT, random)")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise ReversenetError(
+            f"refused to load {path}: it is not a plain state_dict (loading it could run code)"
+        ) from exc
+    except (OSError, RuntimeError, EOFError) as exc:
+        raise ReversenetError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict):
+        raise ReversenetError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    missing, unexpected = _mismatch(module.state_dict(), state)
+    if missing or unexpected:
+        raise ReversenetError(
+            f"{path} does not fit {type(module).__name__}: "
+            f"{len(missing)} missing keys{_some(missing)}, {len(unexpected)} unexpected{_some(unexpected)}"
+        )
+    module.load_state_dict(state)
+
+
+def _mismatch(expected: dict, given: dict) -> tuple[list[str], list[str]]:
+    missing = [k for k in expected if k not in given or given[k].shape != expected[k].shape]
+    return missing, [k for k in given if k not in expected]
+
+
+def _some(keys: list[str]) -> str:
+    return f" ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
+
+
+def paper_aliases(model: nn.Module) -> dict[str, str]:
+    """MatConvNet-style names for AlexNet and VGG (``conv1``/``conv1_1`` … ``pool5``,
+    ``fc6`` … ``fc8``) mapped to module names; empty for other architectures."""
+    features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)
+    if not isinstance(features, nn.Sequential) or not isinstance(classifier, nn.Sequential):
+        return {}
+    convs = sum(isinstance(m, nn.Conv2d) for m in features)
+    vgg = convs > 5  # AlexNet numbers its five convolutions 1..5, VGG per block
+    aliases, block, in_block, total, tag = {}, 1, 0, 0, ""
+    for name, m in features.named_children():
+        if isinstance(m, nn.Conv2d):
+            in_block, total = in_block + 1, total + 1
+            tag = f"{block}_{in_block}" if vgg else str(total)
+            prefix = "conv"
+        elif isinstance(m, nn.MaxPool2d):
+            tag, prefix = str(block if vgg else total), "pool"
+            block, in_block = block + 1, 0
+        else:
+            prefix = {nn.ReLU: "relu", nn.BatchNorm2d: "bn", nn.LocalResponseNorm: "norm"}.get(type(m))
+        if prefix:
+            aliases[f"{prefix}{tag}"] = f"features.{name}"
+    fc = 5
+    for name, m in classifier.named_children():
+        if isinstance(m, nn.Linear):
+            fc += 1
+        prefix = {nn.Linear: "fc", nn.ReLU: "relu", nn.Dropout: "drop"}.get(type(m))
+        if prefix and fc > 5:
+            aliases[f"{prefix}{fc}"] = f"classifier.{name}"
+    return aliases

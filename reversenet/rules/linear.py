@@ -1,0 +1,60 @@
+"""Affine layers, reversed by their transpose: the bias is dropped (no bottleneck)."""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Size, Tensor, nn
+
+from .registry import Rule, family, rule
+
+CONV = family("Conv2d", nn.Conv2d)
+LINEAR = family("Linear", nn.Linear)
+
+
+@rule(CONV, "bp")
+class ConvTranspose(Rule):
+    """Convolution reversed by the transposed convolution with the same weights.
+
+    Forward: y = W ∗ x + b (any stride s, padding p, dilation d, groups).
+    Reverse: x̂ = Wᵀ ŷ, i.e. ``conv_transpose2d(ŷ, W, s, dilation=d, groups)`` taken
+    in the padded input's coordinates, then cropped by the left/top padding and cut
+    or zero-filled on the right/bottom, where the forward's floor division dropped
+    rows no window reached. x̂ has x's shape exactly. Bottleneck: x's size only.
+    """
+
+    def forward(self, conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, Size]:
+        return conv(x), x.shape[-2:]
+
+    def reverse(self, conv: nn.Conv2d, grad: Tensor, size: Size) -> Tensor:
+        if conv.padding_mode != "zeros":
+            raise NotImplementedError(f"Conv2d with padding_mode={conv.padding_mode!r}")
+        full = F.conv_transpose2d(
+            grad, conv.weight, stride=conv.stride, dilation=conv.dilation, groups=conv.groups
+        )
+        crop = []
+        for axis in (1, 0):  # F.pad lists the last axis first
+            before = _padding_before(conv, axis)
+            crop += [-before, size[axis] - (full.shape[2 + axis] - before)]
+        return F.pad(full, crop)
+
+
+def _padding_before(conv: nn.Conv2d, axis: int) -> int:
+    if conv.padding == "valid":
+        return 0
+    if conv.padding == "same":  # torch pads the odd extra element at the end
+        return conv.dilation[axis] * (conv.kernel_size[axis] - 1) // 2
+    return conv.padding[axis]
+
+
+@rule(LINEAR, "bp")
+class LinearTranspose(Rule):
+    """Fully connected layer reversed by its transpose.
+
+    Forward: y = W x + b.   Reverse: x̂ = Wᵀ ŷ.   Bottleneck: none.
+    """
+
+    def forward(self, linear: nn.Linear, x: Tensor) -> tuple[Tensor, None]:
+        return linear(x), None
+
+    def reverse(self, linear: nn.Linear, grad: Tensor, r: None) -> Tensor:
+        return grad @ linear.weight

@@ -1,0 +1,150 @@
+"""Pooling: max pooling (the paper's MP†: switches or unpool to centre) and average
+pooling (linear, reversed by its exact transpose)."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from .registry import Rule, family, rule
+
+MAXPOOL = family("MaxPool2d", nn.MaxPool2d)
+AVGPOOL = family("AvgPool2d", nn.AvgPool2d)
+ADAPTIVE_AVGPOOL = family("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d)
+
+
+def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
+    return (value, value) if isinstance(value, int) else (value[0], value[-1])
+
+
+def _window(pool: nn.Module) -> tuple[tuple[int, int], ...]:
+    """(kernel, stride, padding, dilation) of a pooling module, each as (h, w)."""
+    kernel = _pair(pool.kernel_size)
+    stride = _pair(pool.stride or pool.kernel_size)
+    return kernel, stride, _pair(pool.padding), _pair(getattr(pool, "dilation", 1))
+
+
+def _scatter_sum(grad: Tensor, index: Tensor, size: tuple[int, int]) -> Tensor:
+    """x̂[v] = Σ_{u : index[u] = v} ŷ[u] over each (sample, channel) plane of `size`."""
+    n, c = grad.shape[:2]
+    out = grad.new_zeros(n, c, size[0] * size[1])
+    out.scatter_add_(2, index.expand(n, c, *index.shape[-2:]).flatten(2), grad.flatten(2))
+    return out.view(n, c, *size)
+
+
+@rule(MAXPOOL, "switches")
+class MaxPoolSwitches(Rule):
+    """Unpool through the pooling switches (backpropagation of max pooling).
+
+    Forward: y[u] = max_{v ∈ window(u)} x[v], switch s(u) = its argmax.
+    Reverse: x̂[v] = Σ_{u : s(u) = v} ŷ[u]. A sum, not an assignment: overlapping
+    windows (AlexNet's 3×3 stride 2) can pick the same v for several u.
+    Bottleneck: the switches, log2(window size) bits per output.
+    """
+
+    def forward(self, pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, tuple[Tensor, tuple]]:
+        kernel, stride, padding, dilation = _window(pool)
+        y, switches = F.max_pool2d(
+            x, kernel, stride, padding, dilation, ceil_mode=pool.ceil_mode, return_indices=True
+        )
+        return y, (switches, tuple(x.shape[-2:]))
+
+    def reverse(self, pool: nn.MaxPool2d, grad: Tensor, r: tuple[Tensor, tuple]) -> Tensor:
+        switches, size = r
+        return _scatter_sum(grad, switches, size)
+
+
+@rule(MAXPOOL, "center")
+class MaxPoolCenter(Rule):
+    """Unpool to the centre of each window: no bottleneck at all.
+
+    Reverse: x̂[v] = Σ_{u : c(u) = v} ŷ[u], where along each axis the window of
+    output u starts at a = u·stride − padding and c(u) = a + dilation·(k // 2) (for
+    even k the later of the two middle positions). A centre outside the input
+    (padding, ceil_mode) is moved to the nearest window position inside it.
+    Bottleneck: x's size only.
+    """
+
+    def forward(self, pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, tuple]:
+        return pool(x), tuple(x.shape[-2:])
+
+    def reverse(self, pool: nn.MaxPool2d, grad: Tensor, size: tuple) -> Tensor:
+        kernel, stride, padding, dilation = _window(pool)
+        rows, cols = (
+            _centres(size[a], grad.shape[2 + a], kernel[a], stride[a], padding[a], dilation[a])
+            for a in (0, 1)
+        )
+        index = (rows[:, None] * size[1] + cols[None, :]).to(grad.device)
+        return _scatter_sum(grad, index, size)
+
+
+def _centres(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> Tensor:
+    """Input position of each output's window centre along one axis."""
+    start = torch.arange(n_out) * stride - pad
+    first = (-start).clamp(min=0).add(dil - 1).div(dil, rounding_mode="floor")
+    last = (n_in - 1 - start).div(dil, rounding_mode="floor").clamp(max=k - 1)
+    tap = torch.full_like(start, k // 2).clamp(min=first).clamp(max=last)
+    return start + dil * tap
+
+
+class AveragePool(Rule):
+    """Average pooling reversed by its exact transpose.
+
+    Average pooling is separable: y = P_h x P_wᵀ per channel, where row u of P
+    holds 1/(window size) on the input positions of u's window. Reverse:
+    x̂ = P_hᵀ ŷ P_w. Bottleneck: x's size only.
+    """
+
+    def forward(self, pool: nn.Module, x: Tensor) -> tuple[Tensor, tuple]:
+        return pool(x), tuple(x.shape[-2:])
+
+    def reverse(self, pool: nn.Module, grad: Tensor, size: tuple) -> Tensor:
+        p_h, p_w = (self.matrix(pool, size[a], grad.shape[2 + a], a).to(grad) for a in (0, 1))
+        return torch.einsum("ncij,ia,jb->ncab", grad, p_h, p_w)
+
+    def matrix(self, pool: nn.Module, n_in: int, n_out: int, axis: int) -> Tensor:
+        raise NotImplementedError
+
+
+def _window_matrix(start: Tensor, end: Tensor, n_in: int, weight: Tensor) -> Tensor:
+    """(n_out, n_in) matrix with `weight[u]` (float64) on positions start[u] <= v < end[u]."""
+    v = torch.arange(n_in)
+    inside = (v >= start[:, None]) & (v < end[:, None])
+    return inside * weight[:, None]
+
+
+@rule(AVGPOOL, "bp")
+class AvgPoolTranspose(AveragePool):
+    __doc__ = AveragePool.__doc__ + """
+    Window sizes follow torch: clipped to the padded input (ceil_mode), counting the
+    padding unless count_include_pad=False; divisor_override replaces the product.
+    """
+
+    def matrix(self, pool: nn.AvgPool2d, n_in: int, n_out: int, axis: int) -> Tensor:
+        kernel, stride, padding, _ = _window(pool)
+        k, s, p = kernel[axis], stride[axis], padding[axis]
+        start = torch.arange(n_out) * s - p
+        end = (start + k).clamp(max=n_in + p)
+        padded_size = end - start
+        start, end = start.clamp(min=0), end.clamp(max=n_in)
+        if pool.divisor_override:  # one axis carries the whole constant divisor
+            weight = torch.full((n_out,), 1.0 / pool.divisor_override if axis == 0 else 1.0, dtype=torch.float64)
+        else:
+            weight = 1.0 / (padded_size if pool.count_include_pad else end - start).double()
+        return _window_matrix(start, end, n_in, weight)
+
+
+@rule(ADAPTIVE_AVGPOOL, "bp")
+class AdaptiveAvgPoolTranspose(AveragePool):
+    __doc__ = AveragePool.__doc__ + """
+    Output u's window is [floor(u·n/m), ceil((u+1)·n/m)) for n inputs, m outputs.
+    """
+
+    def matrix(self, pool: nn.AdaptiveAvgPool2d, n_in: int, n_out: int, axis: int) -> Tensor:
+        u = torch.arange(n_out)
+        start = (u * n_in).div(n_out, rounding_mode="floor")
+        end = torch.tensor([math.ceil((i + 1) * n_in / n_out) for i in range(n_out)])
+        return _window_matrix(start, end, n_in, 1.0 / (end - start).double())

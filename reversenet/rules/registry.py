@@ -1,0 +1,83 @@
+"""The registry of reversible layer pairs.
+
+A *family* is one kind of layer, named as in the variant YAML files (``ReLU``,
+``MaxPool2d``, ...), together with the operations that belong to it (module classes
+and functions) and its rules. A *rule* is a pair of functions:
+
+    forward(op, *args, **kwargs) -> (y, r)     y: the layer's output, r: its bottleneck
+    reverse(op, ŷ, r)            -> x̂          x̂ has the input's shape
+
+``op`` is the module (or function) being reversed. Tensors inside ``r`` are per
+sample, batch first: when several signals per image are reversed at once the engine
+repeats them along the batch. A rule's ``forward`` never writes into its input, so
+modules built with ``inplace=True`` are reversed like the others.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from torch import Tensor
+from torch.nn import Module
+
+
+class Rule:
+    """One reversible pair. Subclasses set ``forward`` and ``reverse``."""
+
+    family: str = ""
+    name: str = ""
+
+    def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
+        raise NotImplementedError
+
+    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor, ...]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"<rule {self.family}:{self.name}>"
+
+
+@dataclass
+class Family:
+    """A kind of layer and the rules that can reverse it."""
+
+    name: str
+    ops: tuple[Any, ...]
+    rules: dict[str, Rule] = field(default_factory=dict)
+
+    @property
+    def default(self) -> Rule | None:
+        """The rule used when a variant names none: the only rule, if there is one."""
+        return next(iter(self.rules.values())) if len(self.rules) == 1 else None
+
+
+FAMILIES: dict[str, Family] = {}
+_BY_OP: dict[Any, Family] = {}
+
+
+def family(name: str, *ops: Any) -> Family:
+    """Declare a family of layers: module classes and functions reversed alike."""
+    fam = FAMILIES[name] = Family(name, ops)
+    for op in ops:
+        _BY_OP[op] = fam
+    return fam
+
+
+def rule(fam: Family, name: str) -> Callable[[type[Rule]], type[Rule]]:
+    """Class decorator registering a rule under ``fam`` with the given name."""
+
+    def register(cls: type[Rule]) -> type[Rule]:
+        instance = cls()
+        instance.family, instance.name = fam.name, name
+        fam.rules[name] = instance
+        return cls
+
+    return register
+
+
+def family_of(op: Any) -> Family | None:
+    """The family of a module (by class, subclasses included) or of a function."""
+    chain = type(op).__mro__ if isinstance(op, Module) else (op,)
+    return next((_BY_OP[key] for key in chain if key in _BY_OP), None)

@@ -1,0 +1,206 @@
+"""Selectors: what to send back from a layer's output (the reversed network's input e).
+
+Written as ``name`` or ``name:argument`` on the command line::
+
+    max              one-hot at the most active neuron, per image (the paper's default)
+    neuron:C,Y,X     a given neuron; neuron:U for a vector layer
+    channel:C        channel C's activations, every other channel zero
+    topk:K           the K most active neurons, each reversed on its own
+    random           a random neuron whose reversed image is not zero
+    mixture          a positive random mixture of all neurons (weights ~ U(0,1), sum 1)
+    noise            positive random input, |N(0,1)| per neuron
+    full             the activations themselves
+    class:I|NAME     a class of a classifier's output by index or ImageNet label
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import cache
+
+import torch
+from torch import Tensor
+
+from .errors import ReversenetError, UsageError, unknown
+
+Reverse = Callable[[Tensor], Tensor]
+
+
+class Selector:
+    """Makes the signals (K, N, ...) to reverse from a layer's output y (N, ...)."""
+
+    multiple = False  # True when K can exceed one
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        raise NotImplementedError
+
+
+def _one_hot(y: Tensor, flat_index: Tensor) -> Tensor:
+    """(K, N, ...) one-hots of y's shape, at flat positions `flat_index` (K, N)."""
+    e = y.new_zeros(flat_index.shape[0], *y.shape).flatten(2)
+    e.scatter_(2, flat_index[..., None], 1.0)
+    return e.view(flat_index.shape[0], *y.shape)
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+@dataclass(frozen=True)
+class Max(Selector):
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        return _one_hot(y, y.flatten(1).argmax(1)[None])
+
+
+@dataclass(frozen=True)
+class TopK(Selector):
+    k: int
+    multiple = True
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        size = y[0].numel()
+        if not 1 <= self.k <= size:
+            raise UsageError(f"topk:{self.k} is out of range; the layer has {size} neurons")
+        return _one_hot(y, y.flatten(1).topk(self.k, dim=1).indices.T)
+
+
+@dataclass(frozen=True)
+class Neuron(Selector):
+    index: tuple[int, ...]
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        shape = tuple(y.shape[1:])
+        if len(self.index) != len(shape) or any(not 0 <= i < s for i, s in zip(self.index, shape)):
+            axes = ",".join(f"0..{s - 1}" for s in shape)
+            raise UsageError(f"neuron {','.join(map(str, self.index))} is out of range; this layer takes neuron:{axes}")
+        flat = sum(i * int(torch.tensor(shape[a + 1 :]).prod()) for a, i in enumerate(self.index))
+        return _one_hot(y, torch.full((1, y.shape[0]), flat, device=y.device))
+
+
+@dataclass(frozen=True)
+class Channel(Selector):
+    channel: int
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        if y.dim() < 2 or not 0 <= self.channel < y.shape[1]:
+            raise UsageError(f"channel {self.channel} is out of range; the layer has {y.shape[1]} channels")
+        e = torch.zeros_like(y)
+        e[:, self.channel] = y[:, self.channel]
+        return e[None]
+
+
+@dataclass(frozen=True)
+class Random(Selector):
+    """A random neuron per image, drawn until its reversed image is not all zero."""
+
+    tries: int = 64
+    batch: int = 8
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        n, size = y.shape[0], y[0].numel()
+        order = torch.stack([torch.randperm(size, generator=_generator(seed + i)) for i in range(n)])
+        chosen = torch.full((n,), -1, dtype=torch.long)
+        for start in range(0, min(self.tries, size), self.batch):
+            candidates = order[:, start : start + self.batch].T.to(y.device)  # (B, N)
+            images = reverse(_one_hot(y, candidates))
+            nonzero = images.flatten(2).abs().amax(2).cpu() > 0  # (B, N)
+            for i in range(n):
+                if chosen[i] < 0 and nonzero[:, i].any():
+                    chosen[i] = candidates[int(nonzero[:, i].float().argmax()), i]
+            if (chosen >= 0).all():
+                return _one_hot(y, chosen[None].to(y.device))
+        raise ReversenetError(f"no neuron among {self.tries} random ones gives a non-zero image")
+
+
+@dataclass(frozen=True)
+class Mixture(Selector):
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        w = torch.rand(y.shape, generator=_generator(seed), dtype=y.dtype)
+        return (w / w.flatten(1).sum(1).view(-1, *[1] * (y.dim() - 1))).to(y.device)[None]
+
+
+@dataclass(frozen=True)
+class Noise(Selector):
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        return torch.randn(y.shape, generator=_generator(seed), dtype=y.dtype).abs().to(y.device)[None]
+
+
+@dataclass(frozen=True)
+class Full(Selector):
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        return y[None].clone()
+
+
+@dataclass(frozen=True)
+class Class(Selector):
+    """A classifier's class: a one-hot logit, or the class's channel of a score map."""
+
+    label: str
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        classes = y.shape[1]
+        if self.label.isdigit():
+            index = int(self.label)
+        elif classes == len(imagenet_categories()):
+            index = _category_index(self.label)
+        else:
+            raise UsageError(f"class names are ImageNet's; this layer has {classes} classes: use class:INDEX")
+        if index >= classes:
+            raise UsageError(f"class {index} is out of range; the layer has {classes} classes")
+        if y.dim() == 2:
+            return _one_hot(y, torch.full((1, y.shape[0]), index, device=y.device))
+        return Channel(index).signals(y, reverse=reverse)
+
+
+@cache
+def imagenet_categories() -> tuple[str, ...]:
+    """ImageNet-1k's label names, as torchvision's weights metadata gives them."""
+    from torchvision.models import AlexNet_Weights
+
+    return tuple(AlexNet_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+def _category_index(label: str) -> int:
+    lowered = [c.lower() for c in imagenet_categories()]
+    if label.lower() not in lowered:
+        raise unknown("ImageNet class", label, imagenet_categories())
+    return lowered.index(label.lower())
+
+
+def _ints(arg: str, spec: str) -> tuple[int, ...]:
+    try:
+        values = tuple(int(v) for v in arg.split(","))
+    except ValueError:
+        raise UsageError(f"selector {spec!r} needs whole numbers, e.g. neuron:12,3,4") from None
+    if any(v < 0 for v in values):
+        raise UsageError(f"selector {spec!r}: indices start at 0")
+    return values
+
+
+_NO_ARG = {"max": Max, "random": Random, "mixture": Mixture, "noise": Noise, "full": Full}
+_WITH_ARG = {"neuron", "channel", "topk", "class"}
+NAMES = tuple(_NO_ARG) + tuple(sorted(_WITH_ARG))
+
+
+def parse_selector(spec: str | Selector) -> Selector:
+    """A selector from its written form (see the module docstring)."""
+    if isinstance(spec, Selector):
+        return spec
+    name, _, arg = spec.partition(":")
+    if name in _NO_ARG:
+        if arg:
+            raise UsageError(f"selector {name!r} takes no argument")
+        return _NO_ARG[name]()
+    if name not in _WITH_ARG:
+        raise unknown("selector", name, NAMES)
+    if not arg:
+        raise UsageError(f"selector {name!r} needs an argument, e.g. {name}:{'tabby' if name == 'class' else 3}")
+    if name == "class":
+        return Class(arg)
+    values = _ints(arg, spec)
+    if name == "neuron":
+        return Neuron(values)
+    if len(values) != 1:
+        raise UsageError(f"selector {name!r} takes one number")
+    return Channel(values[0]) if name == "channel" else TopK(values[0])

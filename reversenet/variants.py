@@ -1,0 +1,108 @@
+"""Variants: YAML files that pick one reverse rule per layer family.
+
+A variant file looks like::
+
+    description: DeSaliNet / guided backprop
+    rules:
+      ReLU: hybrid
+      MaxPool2d: switches
+      LocalResponseNorm: identity
+
+Families with a single rule (Conv2d, Linear, ...) need not be listed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import yaml
+
+from .errors import ReversenetError, UsageError, unknown
+from .rules import FAMILIES, Family, Rule
+
+_BUILTIN = resources.files("reversenet.configs") / "variants"
+BUILTIN: tuple[str, ...] = (
+    "identity", "deconvnet", "salinet", "desalinet",
+    "identity-center", "deconvnet-center", "salinet-center", "desalinet-center",
+)  # fmt: skip
+_KEYS = ("description", "rules")
+
+
+@dataclass(frozen=True)
+class Variant:
+    """A named choice of reverse rule per layer family."""
+
+    name: str
+    rules: dict[str, str]
+    description: str = ""
+    source: str = field(default="", compare=False)
+
+    def rule(self, fam: Family, where: str) -> Rule:
+        """The rule this variant uses for `fam`; `where` names the layer for errors."""
+        name = self.rules.get(fam.name)
+        if name is not None:
+            return fam.rules[name]
+        if fam.default is None:
+            raise UsageError(
+                f"variant {self.name!r} names no rule for {fam.name} ({where}); "
+                f"add '{fam.name}: <{'|'.join(fam.rules)}>' under rules in {self.source}"
+            )
+        return fam.default
+
+
+def load_variant(spec: str | Path | Variant) -> Variant:
+    """A variant by built-in name (``desalinet``) or by the path of a YAML file."""
+    if isinstance(spec, Variant):
+        return spec
+    spec = str(spec)
+    if spec in BUILTIN:
+        source = _BUILTIN / f"{spec}.yaml"
+        return parse_variant(source.read_text(encoding="utf-8"), spec, f"{spec}.yaml")
+    path = Path(spec)
+    if path.suffix.lower() not in (".yaml", ".yml"):
+        raise unknown("variant", spec, BUILTIN)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ReversenetError(f"cannot read variant file {spec}: {exc.strerror or exc}") from exc
+    return parse_variant(text, path.stem, spec)
+
+
+def parse_variant(text: str, name: str, source: str) -> Variant:
+    """Validate a variant's YAML text; errors name the file, line, key and choices."""
+    try:
+        root = yaml.compose(text, Loader=yaml.SafeLoader)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        line = f" line {mark.line + 1}:" if mark else ""
+        raise UsageError(f"{source}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+
+    def fail(node: yaml.Node, message: str) -> UsageError:
+        return UsageError(f"{source}: line {node.start_mark.line + 1}: {message}")
+
+    if not isinstance(root, yaml.MappingNode):
+        raise UsageError(f"{source}: a variant is a mapping with keys {', '.join(_KEYS)}")
+    top = {key.value: (key, value) for key, value in root.value}
+    for key, _ in top.values():
+        if key.value not in _KEYS:
+            raise fail(key, f"unknown key {key.value!r}; allowed: {', '.join(_KEYS)}")
+    if "rules" not in top:
+        raise fail(root, "missing key 'rules' (a mapping of layer family to rule)")
+    rules_node = top["rules"][1]
+    if not isinstance(rules_node, yaml.MappingNode):
+        raise fail(rules_node, "'rules' must map layer families to rule names")
+    rules = {}
+    for key, value in rules_node.value:
+        fam = FAMILIES.get(key.value)
+        if fam is None:
+            raise fail(key, f"unknown layer family {key.value!r}; allowed: {', '.join(FAMILIES)}")
+        if not isinstance(value, yaml.ScalarNode) or value.value not in fam.rules:
+            got = value.value if isinstance(value, yaml.ScalarNode) else "a " + value.id
+            raise fail(value, f"{fam.name}: unknown rule {got!r}; allowed: {', '.join(fam.rules)}")
+        rules[fam.name] = value.value
+    description = top["description"][1].value if "description" in top else ""
+    if not isinstance(description, str):
+        raise fail(top["description"][1], "'description' must be a string")
+    return Variant(name, rules, description, source)

@@ -1,0 +1,87 @@
+"""From a photo to pictures: the jobs behind `reversenet visualize` and `compare`."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from .engine import Recording, VariantSpec
+from .images import load_image
+from .models import Network
+from .render import grid, render
+from .selectors import Selector, parse_selector
+from .variants import BUILTIN, load_variant
+
+Output = tuple[str, np.ndarray]  # (file name, picture uint8 (H, W, 3) or raw float (C, H, W))
+
+
+def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
+    """The network input (1, C, H, W) for a photo, and the photo as the network sees it."""
+    device = next(network.module.parameters(), torch.empty(0)).device
+    x = network.transform(load_image(path))[None].to(device)
+    photo = (network.denormalise(x[0]) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+    return x, photo
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
+
+
+def visualize(
+    network: Network,
+    image: Path,
+    *,
+    layer: str,
+    variants: Sequence[VariantSpec] = ("desalinet",),
+    select: str | Selector = "max",
+    how: str = "paper",
+    seed: int = 0,
+    raw: bool = False,
+) -> list[Output]:
+    """Every picture (and with `raw`, every float result) for one photo, from one
+    forward pass shared by all `variants`."""
+    selector = parse_selector(select)
+    variants = [load_variant(v) for v in variants]
+    x, photo = prepare(network, image)
+    rec = Recording(network.module, x, layer=layer, variants=variants, aliases=network.aliases)
+    tag = "" if select == "max" else "_" + _slug(str(select))
+    outputs: list[Output] = []
+    for variant in variants:
+        images = rec.visualize(selector, variant, seed=seed)[:, 0]
+        for k, result in enumerate(images):
+            stem = f"{_slug(image.stem)}_{_slug(network.name)}_{_slug(layer)}_{_slug(variant.name)}{tag}"
+            stem += f"_{k + 1}" if selector.multiple else ""
+            outputs += [(f"{stem}{suffix}.png", pic) for suffix, pic in render(result, how, photo)]
+            if raw:
+                outputs.append((f"{stem}.npy", result.float().cpu().numpy()))
+    return outputs
+
+
+def compare(
+    network: Network,
+    image: Path,
+    *,
+    layer: str,
+    select: str | Selector = "max",
+    how: str = "paper",
+    seed: int = 0,
+) -> np.ndarray:
+    """The eight variants of one photo in a labelled 2×4 grid (the paper's Fig. 3),
+    from one forward pass."""
+    selector = parse_selector(select)
+    x, photo = prepare(network, image)
+    rec = Recording(network.module, x, layer=layer, variants=BUILTIN, aliases=network.aliases)
+    tiles = [render(rec.visualize(selector, v, seed=seed)[0, 0], how, photo)[0][1] for v in BUILTIN]
+    return grid(
+        tiles,
+        columns=4,
+        captions=list(BUILTIN),
+        column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
+        row_titles=["pool: switches", "pool: centre"],
+        title=f"{image.name} · {network.name} · {layer} · {select}",
+    )

@@ -1,0 +1,19 @@
+"""Small user models for the `package.module:factory` path."""
+
+from torch import nn
+
+
+def tiny() -> nn.Module:
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(), nn.MaxPool2d(2),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(), nn.AdaptiveAvgPool2d(4),
+        nn.Flatten(), nn.Linear(128, 10),
+    )  # fmt: skip
+
+
+def with_gelu() -> nn.Module:
+    return nn.Sequential(nn.Conv2d(3, 8, 3), nn.GELU(), nn.Conv2d(8, 8, 3))
+
+
+def not_a_module():
+    return 42

@@ -1,0 +1,202 @@
+"""The command line, run in-process through its real entry point."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+import torchvision
+from PIL import Image
+
+from reversenet.cli import main
+
+
+@pytest.fixture
+def run(monkeypatch, capsys, tmp_path):
+    """Run `reversenet ARGS` in tmp_path; return (exit status, stdout, stderr)."""
+    monkeypatch.chdir(tmp_path)
+
+    def invoke(*args: str) -> tuple[int, str, str]:
+        monkeypatch.setattr(sys, "argv", ["reversenet", *args])
+        try:
+            main()
+            code = 0
+        except SystemExit as exc:
+            code = exc.code or 0
+        out, err = capsys.readouterr()
+        return code, out, err
+
+    return invoke
+
+
+def files(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+
+
+def assert_one_line_error(code: int, err: str, status: int, *fragments: str) -> None:
+    assert code == status, err
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    for fragment in fragments:
+        assert fragment in err, err
+
+
+def test_visualize_defaults_write_the_sample_photo(run, tmp_path):
+    code, _, err = run("visualize", "--variant", "desalinet", "--weights", "random")
+    assert code == 0, err
+    (png,) = (tmp_path / "reversenet-out").iterdir()
+    assert png.name == "chelsea_vgg16_pool5_desalinet.png"
+    image = Image.open(png)
+    assert image.size == (224, 224) and image.mode == "RGB"
+    assert np.asarray(image).std() > 1  # not a blank picture
+
+
+def test_compare_writes_a_two_by_four_grid(run, tmp_path):
+    code, _, err = run("compare", "--weights", "random", "-m", "alexnet", "-o", "fig3.png")
+    assert code == 0, err
+    grid = np.asarray(Image.open(tmp_path / "fig3.png"))
+    assert grid.shape[1] > 4 * 224 and grid.shape[0] > 2 * 224
+    # the eight tiles differ from each other (eight different variants)
+    tiles = {grid[r : r + 10, c : c + 10].tobytes() for r in (200, 460) for c in (200, 440, 680, 920)}
+    assert len(tiles) > 1
+
+
+def test_compare_default_model(run, tmp_path):
+    code, _, err = run("compare", "--weights", "random")
+    assert code == 0, err
+    assert files(tmp_path / "reversenet-out") == ["chelsea_vgg16_pool5_compare.png"]
+
+
+def test_folders_globs_topk_raw_and_several_variants(run, tmp_path):
+    photos = tmp_path / "photos"
+    photos.mkdir()
+    rng = np.random.default_rng(0)
+    for name in ("a.jpg", "b.png"):
+        Image.fromarray(rng.integers(0, 255, (80, 120, 3), dtype=np.uint8)).save(photos / name)
+    (photos / "notes.txt").write_text("not an image")
+    code, _, err = run(
+        "visualize", "-m", "alexnet", "-w", "random", "-l", "conv5", "-i", str(photos),
+        "-i", str(tmp_path / "photos" / "*.png"), "-v", "deconvnet", "-v", "salinet",
+        "--select", "topk:2", "--raw", "-o", "out",
+    )  # fmt: skip
+    assert code == 0, err
+    names = files(tmp_path / "out")
+    assert len(names) == 2 * 2 * 2 * 2  # images x variants x k x (png + npy)
+    assert "a_alexnet_conv5_salinet_topk-2_1.png" in names
+    raw = np.load(tmp_path / "out" / "b_alexnet_conv5_deconvnet_topk-2_2.npy")
+    assert raw.shape == (3, 224, 224) and raw.dtype == np.float32
+
+
+def test_saliency_writes_heat_map_and_overlay(run, tmp_path):
+    code, _, err = run("visualize", "-m", "alexnet", "-w", "random", "-l", "fc8", "--select", "class:tabby",
+                       "--render", "saliency")  # fmt: skip
+    assert code == 0, err
+    assert files(tmp_path / "reversenet-out") == [
+        "chelsea_alexnet_fc8_desalinet_class-tabby-overlay.png",
+        "chelsea_alexnet_fc8_desalinet_class-tabby-saliency.png",
+    ]
+
+
+def test_user_variant_file_works_like_a_name(run, tmp_path):
+    (tmp_path / "mine.yaml").write_text("rules:\n  ReLU: hybrid\n  MaxPool2d: switches\n  LocalResponseNorm: bp\n")
+    code, _, err = run("visualize", "-m", "alexnet", "-w", "random", "-v", "mine.yaml", "-o", "o")
+    assert code == 0, err
+    assert files(tmp_path / "o") == ["chelsea_alexnet_pool5_mine.png"]
+
+
+def test_user_factory_and_state_dict(run, tmp_path):
+    torch.manual_seed(5)
+    from factories import tiny
+
+    torch.save(tiny().state_dict(), tmp_path / "tiny.pth")
+    code, _, err = run("visualize", "-m", "factories:tiny", "-w", "tiny.pth", "-l", "3", "-o", "o")
+    assert code == 0, err
+    assert files(tmp_path / "o") == ["chelsea_factories-tiny_3_desalinet.png"]
+
+
+def test_variants_and_layers_list_what_exists(run):
+    code, out, _ = run("variants")
+    assert code == 0
+    for name in ("identity", "deconvnet", "salinet", "desalinet", "desalinet-center", "salinet-center"):
+        assert name in out
+    code, out, _ = run("layers", "--model", "vgg16")
+    assert code == 0
+    assert "features.30" in out and "pool5" in out and "512×7×7" in out and "fc8" in out
+
+
+@pytest.mark.parametrize("command", ["visualize", "compare", "variants", "layers"])
+def test_every_command_has_help_with_examples(run, command):
+    code, out, _ = run(command, "--help")
+    assert code == 0 and "Example" in out
+
+
+BAD = [
+    # (arguments, exit status, fragments of the message)
+    (["visualize", "-w", "random", "-m", "alexnet", "-i", "missing.jpg"], 2, ["no such image: missing.jpg"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-i", "fake.png"], 1, ["cannot read image fake.png"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-l", "pool55"], 2, ["unknown layer 'pool55'", "pool5"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-v", "desalinett"], 2, ["unknown variant", "desalinet"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-s", "neuron:999,0,0"], 2, ["out of range", "neuron:0..255"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-s", "maxx"], 2, ["unknown selector 'maxx'", "max"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-l", "fc8", "-s", "class:tabbby"], 2, ["tabby"]),
+    (["visualize", "-w", "random", "-m", "alexnett"], 2, ["unknown model 'alexnett'", "alexnet"]),
+    (["visualize", "-w", "random", "-m", "factories:with_gelu", "-l", "2"], 1, ["1 (GELU)", "no reverse rule"]),
+    (["visualize", "-w", "random", "-m", "factories:not_a_module"], 2, ["not a torch.nn.Module"]),
+    (["visualize", "-w", "missing.pth", "-m", "alexnet"], 2, ["missing.pth", "random"]),
+    (["visualize", "--render", "pretty"], 2, ["pretty"]),
+    (["visualize", "-w", "random", "-m", "alexnet", "-v", "bad.yaml"], 2, ["bad.yaml: line 3", "ReLU", "hybrid"]),
+]
+
+
+@pytest.mark.parametrize("args,status,fragments", BAD, ids=[" ".join(b[0][-2:]) for b in BAD])
+def test_bad_input_is_one_line_and_writes_nothing(run, tmp_path, args, status, fragments):
+    (tmp_path / "fake.png").write_text("this is text, not a PNG")
+    (tmp_path / "bad.yaml").write_text("rules:\n  MaxPool2d: switches\n  ReLU: hybird\n")
+    code, _, err = run(*args)
+    assert_one_line_error(code, err, status, *fragments)
+    assert files(tmp_path / "reversenet-out") == []
+
+
+def test_default_weights_offline_fail_cleanly(run, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch-home"))  # an empty cache
+    monkeypatch.setattr(torch.hub, "urlopen", _offline, raising=False)
+    monkeypatch.setattr("urllib.request.urlopen", _offline)
+    code, _, err = run("visualize", "-m", "alexnet")
+    assert_one_line_error(code, err, 1, "--weights random", "state_dict")
+
+
+def _offline(*args, **kwargs):
+    import urllib.error
+
+    raise urllib.error.URLError("no network")
+
+
+def test_weights_for_another_architecture_are_summarised(run, tmp_path):
+    torch.save(torchvision.models.vgg11().state_dict(), tmp_path / "vgg11.pth")
+    code, _, err = run("visualize", "-m", "alexnet", "-w", "vgg11.pth")
+    assert_one_line_error(code, err, 1, "does not fit AlexNet", "missing keys", "unexpected")
+
+
+def test_weights_that_would_run_code_are_refused(run, tmp_path):
+    import pickle
+
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.pth").write_bytes(pickle.dumps({"features.0.weight": Evil()}))
+    code, out, err = run("visualize", "-m", "alexnet", "-w", "evil.pth")
+    assert "pwned" not in out
+    assert_one_line_error(code, err, 1, "refused")
+
+
+def test_entry_point_script():
+    result = subprocess.run(
+        [sys.executable, "-m", "reversenet.cli", "visualize", "-m", "nosuchnet"], capture_output=True, text=True
+    )
+    assert result.returncode == 2
+    assert result.stderr.startswith("error: unknown model 'nosuchnet'") and "Traceback" not in result.stderr
