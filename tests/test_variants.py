@@ -1,0 +1,82 @@
+"""Variant YAML files: the built-ins as DESIGN.md defines them, and schema errors."""
+
+from __future__ import annotations
+
+import pytest
+
+from reversenet import UsageError, load_variant
+from reversenet.variants import BUILTIN
+
+EXPECTED = {  # DESIGN.md section 2
+    "identity": ("identity", "switches", "identity"),
+    "deconvnet": ("relu", "switches", "identity"),
+    "salinet": ("bp", "switches", "bp"),
+    "desalinet": ("hybrid", "switches", "identity"),
+    "identity-center": ("identity", "center", "identity"),
+    "deconvnet-center": ("relu", "center", "identity"),
+    "salinet-center": ("bp", "center", "bp"),
+    "desalinet-center": ("hybrid", "center", "identity"),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_builtin_variants_pick_the_papers_rules(name):
+    v = load_variant(name)
+    assert (v.rules["ReLU"], v.rules["MaxPool2d"], v.rules["LocalResponseNorm"]) == EXPECTED[name]
+    assert v.description
+
+
+def test_eight_builtins():
+    assert set(BUILTIN) == set(EXPECTED)
+
+
+def test_user_file_loads(tmp_path):
+    path = tmp_path / "footnote5.yml"
+    path.write_text("description: DeSaliNet with LRN bp\nrules:\n  ReLU: hybrid\n  LocalResponseNorm: bp\n")
+    v = load_variant(path)
+    assert v.name == "footnote5" and v.rules == {"ReLU": "hybrid", "LocalResponseNorm": "bp"}
+
+
+@pytest.mark.parametrize(
+    "text,fragments",
+    [
+        ("rules:\n  ReLU: [hybrid\n", ["line 3", "invalid YAML"]),
+        ("rules:\n  ReLU: hybrid\ncolour: red\n", ["line 3", "unknown key 'colour'", "description, rules"]),
+        ("description: x\n", ["missing key 'rules'"]),
+        ("rules: hybrid\n", ["line 1", "'rules' must map"]),
+        ("rules:\n  Relu: hybrid\n", ["line 2", "unknown layer family 'Relu'", "ReLU"]),
+        ("rules:\n  ReLU: guided\n", ["line 2", "ReLU: unknown rule 'guided'", "identity, relu, bp, hybrid"]),
+        ("rules:\n  MaxPool2d: [switches]\n", ["line 2", "unknown rule 'a sequence'", "switches, center"]),
+        ("- ReLU\n", ["a variant is a mapping"]),
+    ],
+)
+def test_schema_errors_name_file_line_key_and_choices(tmp_path, text, fragments):
+    path = tmp_path / "mine.yaml"
+    path.write_text(text)
+    with pytest.raises(UsageError) as info:
+        load_variant(path)
+    message = str(info.value)
+    assert message.startswith(str(path)) and "\n" not in message
+    for fragment in fragments:
+        assert fragment in message
+
+
+def test_unknown_name_suggests_close_names():
+    with pytest.raises(UsageError, match="did you mean desalinet"):
+        load_variant("desalinett")
+
+
+def test_missing_family_rule_is_reported_where_it_is_needed(tmp_path):
+    import torch
+    import torchvision
+
+    import reversenet
+
+    path = tmp_path / "partial.yaml"
+    path.write_text("rules:\n  ReLU: hybrid\n")
+    model = torchvision.models.alexnet().eval()
+    with pytest.raises(UsageError, match=r"names no rule for MaxPool2d \(features.2 \(MaxPool2d\)\)"):
+        reversenet.reverse(model, torch.randn(1, 3, 96, 96), layer="features.5", variant=path)
+    # a layer before any pooling needs no pooling rule
+    out = reversenet.reverse(model, torch.randn(1, 3, 96, 96), layer="features.1", variant=path)
+    assert out.shape == (1, 3, 96, 96)
