@@ -20,6 +20,7 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
+from .visualize import bottleneck_report
 from .visualize import compare as compare_grid
 from .visualize import visualize as visualize_image
 
@@ -163,7 +164,8 @@ def variants() -> None:
 @click.option("--model", "-m", default="vgg16", show_default=True,
               help="torchvision model name, or package.module:factory.")  # fmt: skip
 def layers(model: str) -> None:
-    """List a model's layers: names, paper aliases, types and output shapes.
+    """List a model's layers: names, aliases and the containers that end there
+    (all usable as --layer), types and output shapes.
 
     \b
     Example:
@@ -174,11 +176,44 @@ def layers(model: str) -> None:
     size = network.input_size
     shapes = graph.shapes(torch.zeros(1, 3, *size))
     alias_of = {v: k for k, v in network.aliases.items()}
-    table = Table("layer", "alias", "type", "output shape", title=f"{model}, input 3×{size[0]}×{size[1]}")
+    table = Table("layer", "also", "type", "output shape", title=f"{model}, input 3×{size[0]}×{size[1]}")
     for step in graph.path(graph.resolve("output")):
+        name = graph.unique_name(step.node)
+        also = [alias_of[name]] if name in alias_of else []
+        also += [c for c in graph.containers_ending_at(step.node) if c != name]
         shape = "×".join(map(str, shapes.get(step.node.name, ())))
-        table.add_row(step.name, alias_of.get(step.name, ""), step.kind, shape)
+        table.add_row(name, ", ".join(also), step.kind, shape)
     Console().print(table)
+
+
+@cli.command()
+@model_options
+@click.option("--layer", "-l", default=None, help="Layer to reverse from. Default: the last feature map.")
+@click.option("--variant", "-v", default="desalinet", show_default=True, help="Variant name or YAML file.")
+def inspect(model, weights, seed, device, layer, variant) -> None:
+    """The rule in force at every layer and the size of its bottleneck in bits,
+    beside the size of the activation it stands for (float32).
+
+    \b
+    Examples:
+      reversenet inspect --model vgg16 --weights random
+      reversenet inspect -m resnet50 -w random -l layer4 -v salinet-center
+    """
+    load_variant(variant)
+    network = load_network(model, weights, seed=seed, device=_device(device))
+    rows = bottleneck_report(network, layer=layer or network.default_layer, variant=variant)
+    table = Table(title=f"{model}, {rows.layer}, {variant}: the information bottleneck per image")
+    for column in ("layer", "type", "rule", "bottleneck bits", "input activation bits"):
+        table.add_column(column, justify="left" if column in ("layer", "type", "rule") else "right")
+    for row in rows.rows:
+        table.add_row(row.layer, row.kind, row.rule, f"{row.bits:,.0f}", f"{row.activation_bits:,.0f}")
+    table.add_section()
+    table.add_row("total", "", "", f"{rows.bits:,.0f}", f"{rows.activation_bits:,.0f}")
+    Console().print(table)
+    Console().print(
+        f"bottleneck {rows.bits / 8 / 1024:,.1f} KiB = {rows.bits / rows.activation_bits:.2%} "
+        f"of the activations it stands for ({rows.activation_bits / 8 / 1024 ** 2:,.1f} MiB)"
+    )
 
 
 def main() -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -11,7 +12,7 @@ from torch import Tensor, fx, nn
 
 from .errors import ReversenetError, UsageError
 from .graph import Graph, Step
-from .rules import FAMILIES, Rule
+from .rules import Rule, call
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN, Variant, load_variant
 
@@ -23,14 +24,16 @@ def _key(step: Step, rule: Rule) -> tuple[fx.Node, Any]:
     return step.node, type(rule).forward
 
 
-def _tile(r: Any, k: int) -> Any:
-    """Repeat the per-sample tensors of a bottleneck for k signals per sample."""
-    if k == 1 or r is None:
+def _tile(r: Any, k: int, n: int) -> Any:
+    """Repeat the per-sample tensors (batch n) of a bottleneck for k signals per sample."""
+    if k == 1:
         return r
     if isinstance(r, Tensor):
-        return r.repeat(k, *[1] * (r.dim() - 1))
-    if isinstance(r, tuple) and not isinstance(r, torch.Size):
-        return tuple(_tile(v, k) for v in r)
+        return r.repeat(k, *[1] * (r.dim() - 1)) if r.dim() and r.shape[0] == n else r
+    if isinstance(r, (tuple, list)) and not isinstance(r, torch.Size):
+        return type(r)(_tile(v, k, n) for v in r)
+    if isinstance(r, dict):
+        return {key: _tile(v, k, n) for key, v in r.items()}
     return r
 
 
@@ -58,44 +61,64 @@ class Recording:
         self.graph = Graph(model, aliases)
         self.target = self.graph.resolve(layer)
         self.steps = self.graph.path(self.target)
-        for step in self.steps:
-            if step.family is None:
-                raise ReversenetError(
-                    f"no reverse rule for {step.where}; layer families with rules: "
-                    f"{', '.join(FAMILIES)}"
-                )
         variants = [load_variant(v) for v in variants]
         if not variants:
             raise UsageError("record at least one variant")
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
-        self.activation = self._forward(x, variants)
+        self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
         self.input_shape = tuple(x.shape)
+        self.activation = self._forward(x, variants)
 
     def _forward(self, x: Tensor, variants: list[Variant]) -> Tensor:
         last_use = {n: i for i, step in enumerate(self.steps) for n in step.inputs}
         values: dict[fx.Node, Any] = {self.graph.input: x}
         with torch.no_grad():
             for i, step in enumerate(self.steps):
-                args, kwargs = fx.node.map_arg((step.node.args, step.node.kwargs), values.get)
-                rules = {_key(step, r): r for r in (v.rule(step.family, step.where) for v in variants)}
-                for key, rule in rules.items():
-                    try:
-                        y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
-                    except RuntimeError as exc:
-                        raise ReversenetError(f"{step.where} failed: {_first_line(exc)}") from exc
-                values[step.node] = y
+                values[step.node] = self._run(step, values, variants)
                 for node in step.inputs:
                     if last_use[node] == i:
-                        del values[node]
+                        values.pop(node, None)
         out = values[self.target]
         if not isinstance(out, Tensor):
             raise UsageError(f"layer {self.layer!r} outputs {type(out).__name__}, not a tensor")
         return out
 
+    def _run(self, step: Step, values: dict[fx.Node, Any], variants: list[Variant]) -> Any:
+        """One step forward, recording the bottleneck of each rule the variants use."""
+        if step.node.op == "get_attr":
+            return step.op
+        args, kwargs = fx.node.map_arg((step.args, step.kwargs), values.__getitem__)
+        try:
+            if step.family is None:  # no rule: fine for values that are not tensors (sizes)
+                y = call(step.op, args, kwargs)
+                if not isinstance(y, Tensor):
+                    return y
+                for v in variants:
+                    if v.fallback == "bp":
+                        warnings.warn(
+                            f"{step.where} has no reverse rule; variant {v.name!r} backpropagates "
+                            "through it exactly (bottleneck: its input)",
+                            stacklevel=4,
+                        )
+            rules = {_key(step, r): r for r in (v.rule(step.family, step.where) for v in variants)}
+            for key, rule in rules.items():
+                y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
+        except (RuntimeError, TypeError, ValueError, IndexError) as exc:
+            raise ReversenetError(f"{step.where} failed: {_first_line(exc)}") from exc
+        self._tensor_inputs[step.node] = [n for n in step.inputs if isinstance(values[n], Tensor)]
+        return y
+
     def rules(self, variant: VariantSpec) -> list[tuple[Step, Rule]]:
         """The rule that `variant` applies at each step of the path, input first."""
         variant = load_variant(variant)
-        return [(step, variant.rule(step.family, step.where)) for step in self.steps]
+        return [(s, variant.rule(s.family, s.where)) for s in self.steps if s.node in self._tensor_inputs]
+
+    def bottleneck_bits(self, variant: VariantSpec) -> list[tuple[Step, Rule, float]]:
+        """Per step, the rule `variant` applies and its bottleneck's size in bits per
+        image (a ReLU mask: 1 bit per element; switches: log2(window) per output)."""
+        n = self.input_shape[0]
+        return [(step, rule, rule.bits(step.op, self._bottleneck[_key(step, rule)]) / n)
+                for step, rule in self.rules(variant)]  # fmt: skip
 
     def reverse(self, signal: Tensor, variant: VariantSpec = "desalinet") -> Tensor:
         """Run `signal` back to the input through the reversed network of `variant`.
@@ -107,7 +130,7 @@ class Recording:
         several = signal.dim() == len(act) + 1
         if tuple(signal.shape[several:]) != tuple(act):
             raise UsageError(f"signal shape {tuple(signal.shape)} does not match the layer's {tuple(act)}")
-        k = signal.shape[0] if several else 1
+        k, n = (signal.shape[0] if several else 1), act[0]
         grads = {self.target: signal.reshape(-1, *act[1:]).to(self.activation)}
         plan = self.rules(variant)
         with torch.no_grad():
@@ -121,9 +144,13 @@ class Recording:
                         f"{rule!r} at {step.where} needs a bottleneck this recording lacks; "
                         "record with this variant among `variants`"
                     )
-                out = rule.reverse(step.op, grad, _tile(self._bottleneck[key], k))
-                for node, g in zip(step.inputs, out if isinstance(out, tuple) else (out,)):
-                    grads[node] = grads[node] + g if node in grads else g
+                try:
+                    out = rule.reverse(step.op, grad, _tile(self._bottleneck[key], k, n))
+                except (RuntimeError, TypeError, ValueError) as exc:
+                    raise ReversenetError(f"reversing {step.where} failed: {_first_line(exc)}") from exc
+                for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
+                    if g is not None:
+                        grads[node] = grads[node] + g if node in grads else g
         result = grads.get(self.graph.input)
         if result is None:  # the layer does not depend on the input
             result = signal.new_zeros(k * act[0], *self.input_shape[1:])

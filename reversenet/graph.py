@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from dataclasses import dataclass
 from typing import Any
 
@@ -10,7 +11,7 @@ from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from .errors import ReversenetError, UsageError, unknown
-from .rules import Family, family_of
+from .rules import FUNCTIONAL, Family, family_of
 
 
 class _Tracer(fx.Tracer):
@@ -22,12 +23,21 @@ class _Tracer(fx.Tracer):
 
 @dataclass(frozen=True)
 class Step:
-    """One operation on the way to the chosen layer."""
+    """One operation on the way to the chosen layer: ``op(*args, **kwargs)`` with
+    graph nodes among the arguments."""
 
     node: fx.Node
-    op: Any  # the module or function that the node calls
+    op: Any  # a module, a function, a method of torch.Tensor, or a get_attr value
     family: Family | None
-    inputs: tuple[fx.Node, ...]  # the nodes whose tensors it reads, in order
+    args: tuple
+    kwargs: dict
+
+    @property
+    def inputs(self) -> list[fx.Node]:
+        """The nodes among the arguments, in order, repeats included."""
+        found: list[fx.Node] = []
+        fx.node.map_arg((self.args, self.kwargs), found.append)
+        return found
 
     @property
     def name(self) -> str:
@@ -46,19 +56,30 @@ class Step:
         return f"{self.name} ({self.kind})"
 
 
+def _stack(node: fx.Node) -> list[str]:
+    """Qualified names of the modules that `node` was traced inside, outermost first."""
+    return [path for path, _ in node.meta.get("nn_module_stack", {}).values()]
+
+
 class Graph:
     """The traced graph of `model`; the model itself is not modified."""
 
     def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None):
         self.model = model
         self.aliases = dict(aliases or {})
-        try:
+        modes = {m: m.training for m in model.modules()}
+        try:  # trace the evaluation-mode network (no auxiliary heads), then restore
+            model.eval()
             self.fx = _Tracer().trace(model)
         except Exception as exc:  # tracing runs user code: any failure is the model's
             first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ReversenetError(
-                f"cannot trace {type(model).__name__} with torch.fx: {first}"
+                f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first}); "
+                "reversenet needs a forward without data-dependent control flow"
             ) from exc
+        finally:
+            for m, training in modes.items():
+                m.training = training
         self.nodes = list(self.fx.nodes)
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
@@ -81,9 +102,9 @@ class Graph:
             )
         if calls:
             return calls[0]
-        inside = [n for n in self.nodes if name in n.meta.get("nn_module_stack", {})]
-        if inside:  # a container: its output is the last node computed inside it
-            return inside[-1]
+        last = self._last_in(name)
+        if last is not None:  # a container: its output is the last node computed inside it
+            return last
         by_name = [n for n in self.nodes if n.name == name and n.op != "output"]
         if by_name:
             return by_name[0]
@@ -100,8 +121,52 @@ class Graph:
         return [self._step(n) for n in self.nodes if n in needed and n.op != "placeholder"]
 
     def _step(self, node: fx.Node) -> Step:
-        op = self.model.get_submodule(node.target) if node.op == "call_module" else node.target
-        return Step(node, op, family_of(op), tuple(node.all_input_nodes))
+        args, kwargs = node.args, node.kwargs
+        if node.op == "call_module":
+            op = self.model.get_submodule(node.target)
+        elif node.op == "get_attr":
+            op = operator.attrgetter(node.target)(self.model)
+        elif node.op == "call_method":
+            op = getattr(torch.Tensor, node.target, node.target)
+        elif node.target in FUNCTIONAL:  # F.relu(x) is reversed as nn.ReLU()(x)
+            op = FUNCTIONAL[node.target](*args, **kwargs)
+            args, kwargs = (args[0] if args else kwargs["input"],), {}
+        else:
+            op = node.target
+        return Step(node, op, family_of(op), tuple(args), dict(kwargs))
+
+    def unique_name(self, node: fx.Node) -> str:
+        """The module name of a module called once, else the graph node's name."""
+        if node.op == "call_module" and sum(n.target == node.target for n in self.nodes) == 1:
+            return node.target
+        return node.name
+
+    def name_of(self, node: fx.Node) -> str:
+        """The friendliest name that `resolve` maps to `node`: an alias, a module
+        called once, the outermost container that ends there, or the node's name."""
+        aliases = [a for a, target in self.aliases.items() if node.op == "call_module" and target == node.target]
+        if aliases:
+            return aliases[0]
+        name = self.unique_name(node)
+        return name if name != node.name else next(iter(self.containers_ending_at(node)), name)
+
+    def containers_ending_at(self, node: fx.Node) -> list[str]:
+        """The submodules whose output `node` is, outermost first."""
+        own = node.target if node.op == "call_module" else None  # a leaf is no container
+        return [name for name in _stack(node) if name != own and self._last_in(name) is node]
+
+    def _last_in(self, container: str) -> fx.Node | None:
+        inside = [n for n in self.nodes if container in _stack(n)]
+        return inside[-1] if inside else None
+
+    def default_layer(self) -> str:
+        """The last feature map: the input of the last global average pooling
+        (VGG's pool5, ResNet's layer4), else the output."""
+        pools = [
+            n for n in self.nodes
+            if n.op in ("call_module", "call_function") and isinstance(self._step(n).op, nn.AdaptiveAvgPool2d)
+        ]  # fmt: skip
+        return self.name_of(pools[-1].all_input_nodes[0]) if pools else "output"
 
     def shapes(self, x: torch.Tensor) -> dict[str, tuple[int, ...]]:
         """Output shape (without the batch) of every tensor-valued node, for `x`."""

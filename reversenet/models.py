@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from .errors import ReversenetError, UsageError, unknown
+from .graph import Graph
 
 
 @dataclass
@@ -30,8 +31,9 @@ class Network:
 
     @property
     def default_layer(self) -> str:
-        """pool5 where the model has one (the paper's Fig. 3), else the output."""
-        return "pool5" if "pool5" in self.aliases else "output"
+        """The last feature map before global pooling (pool5 in AlexNet and VGG, as in
+        the paper's Fig. 3; layer4 in ResNet), else the output."""
+        return Graph(self.module, self.aliases).default_layer()
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -61,51 +63,55 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
     if ":" in name:
         factory = _import_factory(name)
         build = lambda: _call(factory, name)  # noqa: E731
-        transform = get_model_weights("vgg16").DEFAULT.transforms()
-        categories = None
+        transform, categories = get_model_weights("vgg16").DEFAULT.transforms(), None
+        pretrained = weights != "random" and weights != "DEFAULT"
     elif name in torchvision_names():
-        entries = get_model_weights(name)
-        default = entries.DEFAULT
-        transform, categories = default.transforms(), tuple(default.meta.get("categories", ())) or None
-        build = lambda: get_model(name, weights=None, num_classes=len(categories or ()) or 1000)  # noqa: E731
-        if weights not in ("random",) and not Path(weights).exists():
-            return _pretrained(name, weights, entries, transform, categories, device)
+        default = get_model_weights(name).DEFAULT
+        transform, categories = default.transforms(), tuple(default.meta["categories"])
+        pretrained = weights != "random"
+        build = lambda: _torchvision(name, pretrained)  # noqa: E731
     else:
         raise unknown("model", name, torchvision_names())
-
+    if pretrained and not Path(weights).exists() and ":" not in name:
+        state = _download(name, weights)
+    elif pretrained:
+        state = _read_state_dict(Path(weights))
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         module = build()
-    if weights != "random" and (":" not in name or weights != "DEFAULT"):
-        _load_state_dict(module, Path(weights))
-    return _network(name, module, transform, categories, device)
-
-
-def _network(name, module, transform, categories, device) -> Network:
+    if pretrained:
+        _load(module, state, weights)
     module = module.eval().to(device)
     return Network(name, module, transform, paper_aliases(module), categories)
 
 
-def _pretrained(name, weights, entries, transform, categories, device) -> Network:
+# Built as torchvision builds them for ImageNet weights: the input transform of the
+# original Google models on, the auxiliary classifiers (training only) left out.
+_AUXILIARY = {"googlenet": ("aux1.", "aux2."), "inception_v3": ("AuxLogits.",)}
+
+
+def _torchvision(name: str, pretrained: bool) -> nn.Module:
+    kwargs = {}
+    if name in _AUXILIARY:
+        kwargs = {"transform_input": pretrained, "aux_logits": False, "init_weights": not pretrained}
+    return get_model(name, weights=None, **kwargs)
+
+
+def _download(name: str, weights: str) -> dict:
+    entries = get_model_weights(name)
     try:
         entry = entries[weights]
     except KeyError:
         choices = ["DEFAULT", "random", *entries.__members__]
-        raise UsageError(
-            f"weights {weights!r}: not a file, nor one of {', '.join(choices)}"
-        ) from None
+        raise UsageError(f"weights {weights!r}: not a file, nor one of {', '.join(choices)}") from None
     try:
-        state = torch.hub.load_state_dict_from_url(
-            entry.url, progress=True, check_hash=True, weights_only=True
-        )
+        state = torch.hub.load_state_dict_from_url(entry.url, progress=True, check_hash=True, weights_only=True)
     except (urllib.error.URLError, OSError, TimeoutError) as exc:
         raise ReversenetError(
             f"cannot download the {weights} weights of {name} ({getattr(exc, 'reason', exc)}); "
             "offline, use --weights random or --weights path/to/state_dict.pth"
         ) from exc
-    module = get_model(name, weights=None, num_classes=len(categories or ()) or 1000)
-    module.load_state_dict(state)
-    return _network(name, module, transform, categories, device)
+    return state
 
 
 def _import_factory(spec: str) -> Callable[[], nn.Module]:
@@ -123,7 +129,7 @@ def _call(factory: Callable[[], nn.Module], spec: str) -> nn.Module:
     return model
 
 
-def _load_state_dict(module: nn.Module, path: Path) -> None:
+def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"weights {str(path)!r}: no such file (or use DEFAULT, random)")
     try:
@@ -138,10 +144,17 @@ def _load_state_dict(module: nn.Module, path: Path) -> None:
         state = state["state_dict"]
     if not isinstance(state, dict):
         raise ReversenetError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    return state
+
+
+def _load(module: nn.Module, state: dict, source: str) -> None:
+    # auxiliary heads that the state_dict holds and the evaluation model has dropped
+    heads = tuple(p for prefixes in _AUXILIARY.values() for p in prefixes if getattr(module, p[:-1], 0) is None)
+    state = {k: v for k, v in state.items() if not k.startswith(heads)}
     missing, unexpected = _mismatch(module.state_dict(), state)
     if missing or unexpected:
         raise ReversenetError(
-            f"{path} does not fit {type(module).__name__}: "
+            f"{source} does not fit {type(module).__name__}: "
             f"{len(missing)} missing keys{_some(missing)}, {len(unexpected)} unexpected{_some(unexpected)}"
         )
     module.load_state_dict(state)

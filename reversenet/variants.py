@@ -8,7 +8,9 @@ A variant file looks like::
       MaxPool2d: switches
       LocalResponseNorm: identity
 
-Families with a single rule (Conv2d, Linear, ...) need not be listed.
+Families with a single rule (Conv2d, Linear, ...) need not be listed. A layer
+type with no rule at all stops the run (``fallback: error``, the default) or is
+reversed by its exact vector-Jacobian product (``fallback: bp``).
 """
 
 from __future__ import annotations
@@ -21,13 +23,15 @@ import yaml
 
 from .errors import ReversenetError, UsageError, unknown
 from .rules import FAMILIES, Family, Rule
+from .rules.fallback import FALLBACK
 
 _BUILTIN = resources.files("reversenet.configs") / "variants"
 BUILTIN: tuple[str, ...] = (
     "identity", "deconvnet", "salinet", "desalinet",
     "identity-center", "deconvnet-center", "salinet-center", "desalinet-center",
 )  # fmt: skip
-_KEYS = ("description", "rules")
+_KEYS = ("description", "rules", "fallback")
+FALLBACKS = ("error", "bp")
 
 
 @dataclass(frozen=True)
@@ -37,10 +41,19 @@ class Variant:
     name: str
     rules: dict[str, str]
     description: str = ""
+    fallback: str = "error"
     source: str = field(default="", compare=False)
 
-    def rule(self, fam: Family, where: str) -> Rule:
-        """The rule this variant uses for `fam`; `where` names the layer for errors."""
+    def rule(self, fam: Family | None, where: str) -> Rule:
+        """The rule this variant uses for `fam` (None: a layer type without rules);
+        `where` names the layer for errors."""
+        if fam is None:
+            if self.fallback == "bp":
+                return FALLBACK
+            raise ReversenetError(
+                f"no reverse rule for {where}; add one with reversenet.rules.family/rule, "
+                f"or set 'fallback: bp' in the variant file (exact backprop there)"
+            )
         name = self.rules.get(fam.name)
         if name is not None:
             return fam.rules[name]
@@ -102,7 +115,13 @@ def parse_variant(text: str, name: str, source: str) -> Variant:
             got = value.value if isinstance(value, yaml.ScalarNode) else "a " + value.id
             raise fail(value, f"{fam.name}: unknown rule {got!r}; allowed: {', '.join(fam.rules)}")
         rules[fam.name] = value.value
-    description = top["description"][1].value if "description" in top else ""
-    if not isinstance(description, str):
-        raise fail(top["description"][1], "'description' must be a string")
-    return Variant(name, rules, description, source)
+    scalars = {}
+    for key in ("description", "fallback"):
+        node = top.get(key, (None, None))[1]
+        if node is not None and not isinstance(node, yaml.ScalarNode):
+            raise fail(node, f"'{key}' must be a string")
+        scalars[key] = node.value if node is not None else None
+    fallback = scalars["fallback"] or "error"
+    if fallback not in FALLBACKS:
+        raise fail(top["fallback"][1], f"unknown fallback {fallback!r}; allowed: {', '.join(FALLBACKS)}")
+    return Variant(name, rules, scalars["description"] or "", fallback, source)

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -11,7 +13,7 @@ import torch
 from torch import Tensor
 
 from .engine import Recording, VariantSpec
-from .images import load_image
+from .images import load_image, sample_image
 from .models import Network
 from .render import grid, render
 from .selectors import Selector, parse_selector
@@ -85,3 +87,40 @@ def compare(
         row_titles=["pool: switches", "pool: centre"],
         title=f"{image.name} · {network.name} · {layer} · {select}",
     )
+
+
+@dataclass
+class BottleneckRow:
+    layer: str
+    kind: str
+    rule: str
+    bits: float
+    activation_bits: float  # the layer's tensor inputs, as float32
+
+
+@dataclass
+class BottleneckReport:
+    layer: str
+    rows: list[BottleneckRow]
+
+    @property
+    def bits(self) -> float:
+        return sum(r.bits for r in self.rows)
+
+    @property
+    def activation_bits(self) -> float:
+        return sum(r.activation_bits for r in self.rows if r.bits)
+
+
+def bottleneck_report(network: Network, *, layer: str, variant: VariantSpec, image: Path | None = None) -> BottleneckReport:
+    """The paper's information bottleneck, measured: per layer on the way to `layer`,
+    the rule `variant` applies and its bottleneck in bits, for one image."""
+    x, _ = prepare(network, image or sample_image())
+    rec = Recording(network.module, x, layer=layer, variants=[variant], aliases=network.aliases)
+    shapes = rec.graph.shapes(x)
+    rows = [
+        BottleneckRow(rec.graph.unique_name(step.node), step.kind, rule.name, bits,
+                      32.0 * sum(math.prod(shapes[n.name]) for n in step.inputs if n.name in shapes))
+        for step, rule, bits in rec.bottleneck_bits(variant)
+    ]  # fmt: skip
+    return BottleneckReport(layer, rows)

@@ -6,9 +6,13 @@ from __future__ import annotations
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, family, functional, rule
 
 LRN = family("LocalResponseNorm", nn.LocalResponseNorm)
+functional(
+    F.local_response_norm,
+    lambda input, size, alpha=1e-4, beta=0.75, k=1.0: nn.LocalResponseNorm(size, alpha, beta, k),
+)
 
 
 @rule(LRN, "identity")
@@ -40,6 +44,9 @@ class LrnBP(Rule):
         d = lrn.k + alpha / n * _channel_sum(x * x, n // 2, (n - 1) // 2)
         back = _channel_sum(grad * x * d.pow(-beta - 1), (n - 1) // 2, n // 2)
         return grad * d.pow(-beta) - (2 * alpha * beta / n) * x * back
+
+    def bits(self, lrn: nn.LocalResponseNorm, x: Tensor) -> float:
+        return float(x.numel() * x.element_size() * 8)
 
 
 def _channel_sum(t: Tensor, before: int, after: int) -> Tensor:

@@ -9,11 +9,26 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, family, functional, rule
 
 MAXPOOL = family("MaxPool2d", nn.MaxPool2d)
 AVGPOOL = family("AvgPool2d", nn.AvgPool2d)
 ADAPTIVE_AVGPOOL = family("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d)
+
+
+def _max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+    if return_indices:
+        raise NotImplementedError("F.max_pool2d(..., return_indices=True)")
+    return nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
+
+
+def _avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+    return nn.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
+
+
+functional(F.max_pool2d, _max_pool)
+functional(F.avg_pool2d, _avg_pool)
+functional(F.adaptive_avg_pool2d, lambda input, output_size: nn.AdaptiveAvgPool2d(output_size))
 
 
 def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
@@ -55,6 +70,10 @@ class MaxPoolSwitches(Rule):
     def reverse(self, pool: nn.MaxPool2d, grad: Tensor, r: tuple[Tensor, tuple]) -> Tensor:
         switches, size = r
         return _scatter_sum(grad, switches, size)
+
+    def bits(self, pool: nn.MaxPool2d, r: tuple[Tensor, tuple]) -> float:
+        kernel = _window(pool)[0]
+        return r[0].numel() * math.log2(kernel[0] * kernel[1])
 
 
 @rule(MAXPOOL, "center")

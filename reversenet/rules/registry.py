@@ -2,7 +2,9 @@
 
 A *family* is one kind of layer, named as in the variant YAML files (``ReLU``,
 ``MaxPool2d``, ...), together with the operations that belong to it (module classes
-and functions) and its rules. A *rule* is a pair of functions:
+and functions) and its rules. Functional forms (``F.relu``, ``F.max_pool2d``, ...) are registered with
+``functional``, which turns the call into the equivalent module, so that one set of
+rules serves both. A *rule* is a pair of functions:
 
     forward(op, *args, **kwargs) -> (y, r)     y: the layer's output, r: its bottleneck
     reverse(op, ŷ, r)            -> x̂          x̂ has the input's shape
@@ -32,8 +34,13 @@ class Rule:
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
-    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor, ...]:
+    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor | None, ...]:
+        """x̂ for each tensor input, in order (None: no signal goes back there)."""
         raise NotImplementedError
+
+    def bits(self, op: Any, r: Any) -> float:
+        """The size of the bottleneck `r` in bits (shapes and constants count 0)."""
+        return 0.0
 
     def __repr__(self) -> str:
         return f"<rule {self.family}:{self.name}>"
@@ -55,6 +62,7 @@ class Family:
 
 FAMILIES: dict[str, Family] = {}
 _BY_OP: dict[Any, Family] = {}
+FUNCTIONAL: dict[Any, Callable[..., Module]] = {}
 
 
 def family(name: str, *ops: Any) -> Family:
@@ -75,6 +83,19 @@ def rule(fam: Family, name: str) -> Callable[[type[Rule]], type[Rule]]:
         return cls
 
     return register
+
+
+def functional(fn: Any, to_module: Callable[..., Module]) -> None:
+    """Reverse ``fn(input, *args, **kwargs)`` as ``to_module(input, *args, **kwargs)``,
+    the module that computes the same function of `input`."""
+    FUNCTIONAL[fn] = to_module
+
+
+def call(op: Any, args: tuple, kwargs: dict) -> Any:
+    """Apply a module, a function or (by name) a method to its arguments."""
+    if isinstance(op, str):
+        return getattr(args[0], op)(*args[1:], **kwargs)
+    return op(*args, **kwargs)
 
 
 def family_of(op: Any) -> Family | None:

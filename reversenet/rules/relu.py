@@ -2,16 +2,29 @@
 
 The choice of RU† is what separates DeConvNet, SaliNet and DeSaliNet. Two rules
 carry no bottleneck, two keep the ReLU mask [x > 0] (one bit per element).
+
+ReLU6 (MobileNetV2), y = min(max(x, 0), 6), belongs to the same family, so one
+variant entry picks the rule for both: its mask is [0 < x < 6], where it passes its
+input, and the `relu` rule still clamps the signal coming back at 0.
 """
 
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, family, functional, rule
 
-RELU = family("ReLU", nn.ReLU)
+RELU = family("ReLU", nn.ReLU, nn.ReLU6)
+functional(F.relu, lambda input, inplace=False: nn.ReLU())
+functional(torch.relu, lambda input: nn.ReLU())
+functional(torch.Tensor.relu, lambda input: nn.ReLU())
+functional(F.relu6, lambda input, inplace=False: nn.ReLU6())
+
+
+def _top(relu: nn.Module) -> float | None:
+    return 6.0 if isinstance(relu, nn.ReLU6) else None
 
 
 @rule(RELU, "identity")
@@ -19,7 +32,7 @@ class ReluIdentity(Rule):
     """x̂ = ŷ: the ReLU is ignored on the way back. Bottleneck: none."""
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, None]:
-        return torch.relu(x), None
+        return x.clamp(min=0, max=_top(relu)), None
 
     def reverse(self, relu: nn.Module, grad: Tensor, r: None) -> Tensor:
         return grad
@@ -38,13 +51,19 @@ class ReluRelu(ReluIdentity):
 
 @rule(RELU, "bp")
 class ReluBP(Rule):
-    """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]."""
+    """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]
+    ([0 < x < 6] for ReLU6), one bit per element."""
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
-        return torch.relu(x), x > 0
+        top = _top(relu)
+        mask = x > 0 if top is None else (x > 0) & (x < top)
+        return x.clamp(min=0, max=top), mask
 
     def reverse(self, relu: nn.Module, grad: Tensor, mask: Tensor) -> Tensor:
         return grad * mask
+
+    def bits(self, relu: nn.Module, mask: Tensor) -> float:
+        return float(mask.numel())
 
 
 @rule(RELU, "hybrid")

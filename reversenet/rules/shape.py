@@ -2,14 +2,24 @@
 
 from __future__ import annotations
 
+import operator
+from typing import Any
+
 import torch
+import torch.nn.functional as F
 from torch import Size, Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, family, functional, rule
 
 DROPOUT = family("Dropout", nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.AlphaDropout)
 IDENTITY = family("Identity", nn.Identity)
-FLATTEN = family("Flatten", nn.Flatten, torch.flatten)
+RESHAPE = family(
+    "Reshape",
+    nn.Flatten, torch.flatten, torch.Tensor.flatten, torch.reshape, torch.Tensor.reshape,
+    torch.Tensor.view, torch.unsqueeze, torch.Tensor.unsqueeze,
+)  # fmt: skip
+INDEX = family("Index", operator.getitem)
+functional(F.dropout, lambda input, p=0.5, training=True, inplace=False: nn.Dropout(p))
 
 
 @rule(DROPOUT, "identity")
@@ -25,15 +35,42 @@ class PassThrough(Rule):
         return grad
 
 
-@rule(FLATTEN, "bp")
-class Unflatten(Rule):
-    """Flattening reversed by reshaping back: x̂ = reshape(ŷ, shape of x).
+@rule(RESHAPE, "bp")
+class Unreshape(Rule):
+    """Reshaping reversed by reshaping back: x̂ = reshape(ŷ, shape of x).
 
-    Covers ``nn.Flatten`` and ``torch.flatten``. Bottleneck: x's shape only.
+    Covers ``nn.Flatten``, ``torch.flatten``, ``view``, ``reshape`` and
+    ``unsqueeze``. Bottleneck: x's shape only.
     """
 
-    def forward(self, op: nn.Module, x: Tensor, *args: int, **kwargs: int) -> tuple[Tensor, Size]:
+    def forward(self, op: Any, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Size]:
         return op(x, *args, **kwargs), x.shape[1:]
 
-    def reverse(self, op: nn.Module, grad: Tensor, shape: Size) -> Tensor:
+    def reverse(self, op: Any, grad: Tensor, shape: Size) -> Tensor:
         return grad.reshape(-1, *shape)  # -1: the batch, even where start_dim=0 folded it in
+
+
+@rule(INDEX, "bp")
+class Unindex(Rule):
+    """Basic indexing y = x[i] (slices, integers) reversed by its transpose: x̂ = 0,
+    x̂[i] = ŷ. The batch axis must be taken whole. Bottleneck: x's shape and i.
+
+    Indexing a tuple (a layer's several outputs) passes the value through in the
+    forward pass but cannot be reversed.
+    """
+
+    def forward(self, op: Any, x: Any, index: Any) -> tuple[Any, Any]:
+        if not isinstance(x, Tensor):
+            return x[index], None
+        index = index if isinstance(index, tuple) else (index,)
+        if index and index[0] is not Ellipsis and index[0] != slice(None):
+            raise NotImplementedError("indexing the batch axis")
+        return x[index], (x.shape[1:], index)
+
+    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor:
+        if r is None:
+            raise NotImplementedError("reversing through an element of a tuple output")
+        shape, index = r
+        out = grad.new_zeros(grad.shape[0], *shape)
+        out[index] = grad
+        return out

@@ -1,0 +1,47 @@
+"""The fallback for layers without a rule of their own: exact backpropagation."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.utils._pytree import tree_flatten, tree_unflatten
+
+from .registry import Rule, call
+
+
+class VectorJacobian(Rule):
+    """x̂ = (∂y/∂x)ᵀ ŷ at the recorded input: the exact vector-Jacobian product,
+    by autograd, for any operation. Used only where a variant says
+    ``fallback: bp``. Bottleneck: the layer's inputs themselves.
+    """
+
+    family, name = "fallback", "bp"
+
+    def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
+        return call(op, args, kwargs), (args, kwargs)
+
+    def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
+        leaves, spec = tree_flatten(r)
+        tensors = [i for i, v in enumerate(leaves) if isinstance(v, Tensor)]
+        where = [i for i in tensors if leaves[i].is_floating_point()]
+
+        def apply(*tensors: Tensor) -> Tensor:
+            filled = list(leaves)
+            for i, t in zip(where, tensors):
+                filled[i] = t
+            args, kwargs = tree_unflatten(filled, spec)
+            return call(op, args, kwargs)
+
+        with torch.enable_grad():
+            _, vjp = torch.func.vjp(apply, *(leaves[i].detach() for i in where))
+            grads = dict(zip(where, vjp(grad)))
+        return tuple(grads.get(i) for i in tensors)  # None for integer tensors
+
+    def bits(self, op: Any, r: tuple) -> float:
+        leaves, _ = tree_flatten(r)
+        return float(sum(v.numel() * v.element_size() * 8 for v in leaves if isinstance(v, Tensor)))
+
+
+FALLBACK = VectorJacobian()
