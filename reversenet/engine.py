@@ -12,7 +12,8 @@ from torch import Tensor, fx, nn
 
 from .errors import ReversenetError, UsageError
 from .graph import Graph, Step
-from .rules import Rule, call
+from .rules import Rule
+from .rules.fallback import FALLBACK
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN, Variant, load_variant
 
@@ -90,7 +91,7 @@ class Recording:
         args, kwargs = fx.node.map_arg((step.args, step.kwargs), values.__getitem__)
         try:
             if step.family is None:  # no rule: fine for values that are not tensors (sizes)
-                y = call(step.op, args, kwargs)
+                y = FALLBACK.forward(step.op, *args, **kwargs)[0]
                 if not isinstance(y, Tensor):
                     return y
                 for v in variants:

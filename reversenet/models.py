@@ -8,6 +8,7 @@ import pickle
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
 import torch
@@ -62,14 +63,14 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
     """
     if ":" in name:
         factory = _import_factory(name)
-        build = lambda: _call(factory, name)  # noqa: E731
+        build = partial(_call, factory, name)
         transform, categories = get_model_weights("vgg16").DEFAULT.transforms(), None
         pretrained = weights != "random" and weights != "DEFAULT"
     elif name in torchvision_names():
         default = get_model_weights(name).DEFAULT
         transform, categories = default.transforms(), tuple(default.meta["categories"])
         pretrained = weights != "random"
-        build = lambda: _torchvision(name, pretrained)  # noqa: E731
+        build = partial(_torchvision, name, pretrained)
     else:
         raise unknown("model", name, torchvision_names())
     if pretrained and not Path(weights).exists() and ":" not in name:

@@ -113,8 +113,8 @@ class Replaced(TorchFunctionMode):
         kwargs = kwargs or {}
         if func in (F.relu, torch.relu, torch.Tensor.relu):
             return _ReLU.apply(args[0], self.relu, None)
-        if func is F.hardtanh and _hardtanh_limits(*args, **kwargs) == (0.0, 6.0):  # nn.ReLU6
-            return _ReLU.apply(args[0], self.relu, 6.0)
+        if func is F.relu6 or func is F.hardtanh and _hardtanh_limits(*args, **kwargs) == (0.0, 6.0):
+            return _ReLU.apply(args[0], self.relu, 6.0)  # F.relu6, nn.ReLU6
         if func is F.max_pool2d and self.pool == "center":
             return _MaxPoolCenter.apply(*_max_pool_args(*args, **kwargs))
         if func is F.local_response_norm and self.lrn == "identity":
@@ -128,7 +128,8 @@ class _Stop(Exception):
 
 def reference(model: nn.Module, x: torch.Tensor, layer: str, variant: str, signal=None):
     """The reversed image of `signal` (default: one-hot at the most active neuron per
-    image) at the output of module `layer`, by autograd with the variant's backward."""
+    image) at the output of module `layer` ("" for the model's output), by autograd
+    with the variant's backward."""
     captured = {}
 
     def hook(module, inputs, output):

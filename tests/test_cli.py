@@ -200,3 +200,44 @@ def test_entry_point_script():
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown model 'nosuchnet'") and "Traceback" not in result.stderr
+
+
+def test_compare_resnet50(run, tmp_path):
+    code, _, err = run("compare", "--model", "resnet50", "--weights", "random", "-o", "r50.png")
+    assert code == 0, err
+    assert Image.open(tmp_path / "r50.png").size[0] > 4 * 224
+
+
+def test_visualize_googlenet_inception4e(run, tmp_path):
+    code, _, err = run("visualize", "--model", "googlenet", "--weights", "random", "--layer", "inception4e")
+    assert code == 0, err
+    assert files(tmp_path / "reversenet-out") == ["chelsea_googlenet_inception4e_desalinet.png"]
+
+
+def test_googlenet_state_dict_with_auxiliary_heads(run, tmp_path):
+    """A state_dict as torchvision's ImageNet GoogLeNet has it: with the auxiliary
+    classifiers, which the evaluation model leaves out."""
+    import warnings
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        full = torchvision.models.googlenet(weights=None, aux_logits=True, transform_input=True, init_weights=True)
+    torch.save(full.state_dict(), tmp_path / "g.pth")
+    code, _, err = run("visualize", "-m", "googlenet", "-w", "g.pth", "-l", "inception3a", "-o", "o")
+    assert code == 0, err
+
+
+def test_inspect_vgg16(run):
+    code, out, err = run("inspect", "--model", "vgg16", "--weights", "random")
+    assert code == 0, err
+    relu1 = next(line for line in out.splitlines() if "features.1 " in line)
+    assert "hybrid" in relu1 and "3,211,264" in relu1  # 64×224×224 mask bits
+    pool1 = next(line for line in out.splitlines() if "features.4 " in line)
+    assert "switches" in pool1 and "1,605,632" in pool1  # 64×112×112 outputs × log2(4)
+    assert "16,608,256" in out and "2.64%" in out
+
+
+def test_layers_resnet50_names_containers(run):
+    code, out, _ = run("layers", "--model", "resnet50")
+    assert code == 0
+    assert "layer4, layer4.2" in out and "2048×7×7" in out and "layer3_5_relu_2" in out

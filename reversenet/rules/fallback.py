@@ -6,7 +6,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torch.utils._pytree import tree_flatten, tree_unflatten
+from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
 from .registry import Rule, call
 
@@ -20,7 +20,7 @@ class VectorJacobian(Rule):
     family, name = "fallback", "bp"
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
-        return call(op, args, kwargs), (args, kwargs)
+        return call(op, *_copies(args, kwargs)), (args, kwargs)
 
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
         leaves, spec = tree_flatten(r)
@@ -31,8 +31,7 @@ class VectorJacobian(Rule):
             filled = list(leaves)
             for i, t in zip(where, tensors):
                 filled[i] = t
-            args, kwargs = tree_unflatten(filled, spec)
-            return call(op, args, kwargs)
+            return call(op, *_copies(*tree_unflatten(filled, spec)))
 
         with torch.enable_grad():
             _, vjp = torch.func.vjp(apply, *(leaves[i].detach() for i in where))
@@ -42,6 +41,12 @@ class VectorJacobian(Rule):
     def bits(self, op: Any, r: tuple) -> float:
         leaves, _ = tree_flatten(r)
         return float(sum(v.numel() * v.element_size() * 8 for v in leaves if isinstance(v, Tensor)))
+
+
+def _copies(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+    """The arguments with their tensors copied: an unknown op may work in place
+    (SiLU(inplace=True)), and its input is also a bottleneck and another layer's input."""
+    return tree_map(lambda v: v.clone() if isinstance(v, Tensor) else v, (args, kwargs))
 
 
 FALLBACK = VectorJacobian()

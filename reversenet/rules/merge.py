@@ -11,7 +11,9 @@ from torch import Size, Tensor
 from .registry import Rule, family, rule
 
 ADD = family("Add", operator.add, operator.iadd, torch.add, torch.Tensor.add)
+SUB = family("Sub", operator.sub, torch.sub, torch.Tensor.sub)
 MUL = family("Mul", operator.mul, torch.mul, torch.Tensor.mul)
+DIV = family("Div", operator.truediv, torch.div, torch.Tensor.div)
 CAT = family("Concat", torch.cat, torch.concat)
 
 
@@ -44,6 +46,19 @@ class AddTranspose(Rule):
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
         (a, b), alpha = r
         return _tensors_only((_unbroadcast(grad, a), _unbroadcast(grad * alpha, b)), (a, b))
+
+
+@rule(SUB, "bp")
+class SubTranspose(Rule):
+    """y = a − b. Reverse: â = ŷ, b̂ = −ŷ, summed over broadcast axes.
+    Bottleneck: the operands' shapes."""
+
+    def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
+        return a - b, tuple(v.shape if isinstance(v, Tensor) else v for v in (a, b))
+
+    def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
+        a, b = r
+        return _tensors_only((_unbroadcast(grad, a), _unbroadcast(-grad, b)), (a, b))
 
 
 @rule(MUL, "bp")
@@ -79,3 +94,16 @@ class Split(Rule):
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor, ...]:
         sizes, dim = r
         return grad.split(list(sizes), dim)
+
+
+@rule(DIV, "bp")
+class DivBP(MulBP):
+    """y = a / b. Reverse (backpropagation): â = ŷ / b, b̂ = −ŷ a / b², summed over
+    broadcast axes. Linear when b is a constant."""
+
+    def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
+        return a / b, (a, b)
+
+    def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
+        a, b = r
+        return _tensors_only((_unbroadcast(grad / b, a), _unbroadcast(-grad * a / (b * b), b)), (a, b))

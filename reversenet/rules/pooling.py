@@ -4,6 +4,7 @@ pooling (linear, reversed by its exact transpose)."""
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -14,6 +15,7 @@ from .registry import Rule, family, functional, rule
 MAXPOOL = family("MaxPool2d", nn.MaxPool2d)
 AVGPOOL = family("AvgPool2d", nn.AvgPool2d)
 ADAPTIVE_AVGPOOL = family("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d)
+MEAN = family("Mean", torch.mean, torch.Tensor.mean)
 
 
 def _max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
@@ -167,3 +169,25 @@ class AdaptiveAvgPoolTranspose(AveragePool):
         start = (u * n_in).div(n_out, rounding_mode="floor")
         end = torch.tensor([math.ceil((i + 1) * n_in / n_out) for i in range(n_out)])
         return _window_matrix(start, end, n_in, 1.0 / (end - start).double())
+
+
+@rule(MEAN, "bp")
+class MeanTranspose(Rule):
+    """A mean over axes (MNASNet's global pooling ``x.mean([2, 3])``), reversed by its
+    transpose: x̂ = ŷ spread evenly, ŷ / (number of averaged elements), over the
+    averaged axes. The batch axis must not be averaged. Bottleneck: x's shape."""
+
+    def forward(self, op: Any, x: Tensor, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> tuple[Tensor, tuple]:
+        dims = tuple(range(x.dim())) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)
+        dims = tuple(sorted(d % x.dim() for d in dims))
+        if 0 in dims:
+            raise NotImplementedError("a mean over the batch axis")
+        return x.mean(dims, keepdim=keepdim, **kwargs), (x.shape[1:], dims, keepdim)
+
+    def reverse(self, op: Any, grad: Tensor, r: tuple) -> Tensor:
+        shape, dims, keepdim = r
+        if not keepdim:
+            for d in dims:
+                grad = grad.unsqueeze(d)
+        count = math.prod(shape[d - 1] for d in dims)
+        return grad.expand(grad.shape[0], *shape) / count

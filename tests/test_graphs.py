@@ -1,0 +1,164 @@
+"""Graph networks: functional forms, residuals, concatenation, ReLU6, batch norm,
+the fallback, layer names and `inspect`."""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+import torch.nn.functional as F
+from reference import reference, relative_error
+from torch import nn
+
+import reversenet
+from reversenet import ReversenetError, UsageError
+from reversenet.graph import Graph
+from reversenet.rules import FAMILIES
+from reversenet.variants import parse_variant
+
+
+class Functional(nn.Module):
+    """Everything a torchvision model calls, in functional form."""
+
+    def __init__(self):
+        super().__init__()
+        self.a = nn.Conv2d(3, 8, 3, padding=1)
+        self.b = nn.Conv2d(8, 8, 3, padding=1)
+        self.c = nn.Conv2d(16, 6, 1)
+        self.fc = nn.Linear(6 * 4, 5)
+
+    def forward(self, x):
+        x = torch.cat([x[:, :1] * 2.0 - 0.5, x[:, 1:] / 4.0], 1)  # like GoogLeNet's transform_input
+        y = F.relu(self.a(x), inplace=True)
+        y = F.max_pool2d(y, 3, stride=2, padding=1, ceil_mode=True)
+        z = F.relu(self.b(y))
+        z = z + y  # residual
+        z = torch.relu(z)
+        w = torch.cat([z, F.avg_pool2d(z, 3, stride=1, padding=1)], dim=1)
+        w = F.relu6(self.c(w) * 3.0)
+        w = F.adaptive_avg_pool2d(w, (2, 2))
+        return self.fc(w.view(w.size(0), -1))
+
+
+def test_functional_forms_match_the_oracle():
+    torch.manual_seed(0)
+    model = Functional().eval()
+    x = torch.randn(2, 3, 15, 15)
+    rec = reversenet.record(model, x, layer="output")
+    for variant in reversenet.VARIANTS:
+        expected = reference(model, x, "", variant)
+        assert relative_error(rec.reverse(rec.select("max")[0], variant), expected) < 1e-5, variant
+
+
+def test_relu6_rules_by_hand():
+    relu6 = nn.ReLU6()
+    x = torch.tensor([-1.0, 2.0, 7.0, 6.0, 0.5])
+    g = torch.tensor([5.0, -2.0, 3.0, 4.0, -1.0])
+    rules = FAMILIES["ReLU"].rules
+    y, mask = rules["bp"].forward(relu6, x)
+    assert y.tolist() == [0.0, 2.0, 6.0, 6.0, 0.5]
+    assert rules["bp"].reverse(relu6, g, mask).tolist() == [0.0, -2.0, 0.0, 0.0, -1.0]
+    assert rules["hybrid"].reverse(relu6, g, mask).tolist() == [0.0, 0.0, 0.0, 0.0, 0.0]
+    assert rules["relu"].reverse(relu6, g, None).tolist() == [5.0, 0.0, 3.0, 4.0, 0.0]
+
+
+def test_batchnorm_is_the_eval_affine_map_even_in_training_mode():
+    bn = nn.BatchNorm2d(3).train()
+    bn.running_mean.copy_(torch.tensor([1.0, -1.0, 0.0]))
+    bn.running_var.copy_(torch.tensor([4.0, 1.0, 0.25]))
+    bn.weight.data.copy_(torch.tensor([2.0, 1.0, -1.0]))
+    rule = FAMILIES["BatchNorm"].rules["bp"]
+    x = torch.randn(2, 3, 4, 4)
+    y, r = rule.forward(bn, x)
+    assert torch.equal(bn.running_mean, torch.tensor([1.0, -1.0, 0.0]))  # not updated
+    scale = torch.tensor([2.0 / (4 + 1e-5) ** 0.5, 1 / (1 + 1e-5) ** 0.5, -1 / (0.25 + 1e-5) ** 0.5])
+    torch.testing.assert_close(y, (x - bn.running_mean.view(1, 3, 1, 1)) * scale.view(1, 3, 1, 1))
+    g = torch.randn(2, 3, 4, 4)
+    torch.testing.assert_close(rule.reverse(bn, g, r), g * scale.view(1, 3, 1, 1))
+
+
+def _gelu_net(inplace_silu: bool = False):
+    torch.manual_seed(0)
+    act = nn.SiLU(inplace=True) if inplace_silu else nn.GELU()
+    return nn.Sequential(nn.Conv2d(3, 8, 3), act, nn.Conv2d(8, 4, 3), nn.ReLU(), nn.MaxPool2d(2)).eval()
+
+
+@pytest.mark.parametrize("inplace_silu", [False, True], ids=["GELU", "SiLU(inplace)"])
+def test_fallback_bp_is_the_exact_gradient(inplace_silu):
+    model = _gelu_net(inplace_silu)
+    x = torch.randn(2, 3, 12, 12)
+    with pytest.raises(ReversenetError, match=r"no reverse rule for 1 \((GELU|SiLU)\).*fallback: bp"):
+        reversenet.record(model, x, layer="4")
+    variant = parse_variant("rules: {ReLU: bp, MaxPool2d: switches}\nfallback: bp\n", "mine", "mine.yaml")
+    with pytest.warns(UserWarning, match="no reverse rule; variant 'mine' backpropagates"):
+        rec = reversenet.record(model, x, layer="4", variants=[variant])
+    x_ = x.clone().requires_grad_(True)
+    y = model(x_)
+    e = rec.select("max")[0]
+    (expected,) = torch.autograd.grad(y, x_, e)
+    assert relative_error(rec.reverse(e, variant), expected) < 1e-5
+    # topk: the recorded input of the fallback layer is repeated per signal
+    several = rec.select("topk:3")
+    ours = rec.reverse(several, variant)
+    for k in range(3):
+        (expected,) = torch.autograd.grad(model(x_), x_, several[k])
+        assert relative_error(ours[k], expected) < 1e-5
+    torch.testing.assert_close(x, x_.detach())  # the in-place op did not touch the input
+
+
+def test_container_and_repeated_module_names():
+    import torchvision
+
+    model = torchvision.models.resnet18().eval()
+    graph = Graph(model)
+    assert graph.resolve("layer3") is graph.resolve("layer3.1")  # both end at the same node
+    assert graph.resolve("layer3").name == "layer3_1_relu_1"
+    with pytest.raises(UsageError, match="called 2 times.*layer4_1_relu, layer4_1_relu_1"):
+        graph.resolve("layer4.1.relu")
+    x = torch.randn(1, 3, 64, 64)
+    assert reversenet.record(model, x, layer="layer3").activation.shape == (1, 256, 4, 4)
+    assert graph.default_layer() == "layer4"
+
+
+def test_untraceable_model_says_why():
+    class Branchy(nn.Module):
+        def forward(self, x):
+            return x if x.sum() > 0 else -x
+
+    with pytest.raises(ReversenetError, match="cannot trace Branchy with torch.fx.*control flow"):
+        reversenet.record(Branchy(), torch.randn(1, 3, 4, 4), layer="output")
+
+
+def test_tracing_leaves_training_flags_alone():
+    import torchvision
+
+    model = torchvision.models.googlenet(weights=None, aux_logits=True, init_weights=True).train()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        out = reversenet.reverse(model, torch.randn(1, 3, 64, 64), layer="inception4a")
+    assert out.shape == (1, 3, 64, 64)
+    assert all(m.training for m in model.modules())
+
+
+@pytest.mark.parametrize("dim,keepdim", [([2, 3], False), ((1,), True), (-1, False), ((1, 2, 3), False)])
+def test_mean_adjoint(dim, keepdim):
+    rule = FAMILIES["Mean"].rules["bp"]
+    x = torch.randn(2, 3, 4, 5, dtype=torch.float64)
+    y, r = rule.forward(torch.Tensor.mean, x, dim, keepdim)
+    g = torch.randn_like(y)
+    x_hat = rule.reverse(torch.Tensor.mean, g, r)
+    assert x_hat.shape == x.shape
+    torch.testing.assert_close((x.mean(dim, keepdim=keepdim) * g).sum(), (x * x_hat).sum(), rtol=1e-12, atol=1e-12)
+
+
+def test_mnasnet_global_mean_matches_the_oracle():
+    import torchvision
+
+    torch.manual_seed(0)
+    model = torchvision.models.mnasnet0_5().eval()
+    x = torch.randn(1, 3, 64, 64)
+    rec = reversenet.record(model, x, layer="output")
+    for variant in ("salinet", "desalinet", "deconvnet-center"):
+        expected = reference(model, x, "", variant)
+        assert relative_error(rec.reverse(rec.select("max")[0], variant), expected) < 1e-4, variant
