@@ -73,7 +73,10 @@ def survey(name: str, size: int) -> dict[str, str]:
         signal = rec.select("max")[0]
         ours = rec.reverse(signal, variant)
         expected = gradient(rec.graph, x, rec.target, signal)
-        row["salinet vs autograd"] = f"{float((ours - expected).norm() / expected.norm()):.1e}"
+        if expected.norm() > 0:
+            row["salinet vs autograd"] = f"{float((ours - expected).norm() / expected.norm()):.1e}"
+        else:  # e.g. ViT's head starts at zero: no gradient to compare
+            row["salinet vs autograd"] = "both 0" if ours.norm() == 0 else f"0 vs {float(ours.norm()):.1e}"
     except ReversenetError as exc:
         row.setdefault("built-in variants", "no: " + str(exc))
     except Exception as exc:  # a survey: report, go on

@@ -67,6 +67,7 @@ class Recording:
             raise UsageError("record at least one variant")
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
+        self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
         self.input_shape = tuple(x.shape)
         self.activation = self._forward(x, variants)
 
@@ -90,29 +91,39 @@ class Recording:
             return step.op
         args, kwargs = fx.node.map_arg((step.args, step.kwargs), values.__getitem__)
         try:
-            if step.family is None:  # no rule: fine for values that are not tensors (sizes)
+            if step.family is None:
                 y = FALLBACK.forward(step.op, *args, **kwargs)[0]
-                if not isinstance(y, Tensor):
-                    return y
-                for v in variants:
-                    if v.fallback == "bp":
-                        warnings.warn(
-                            f"{step.where} has no reverse rule; variant {v.name!r} backpropagates "
-                            "through it exactly (bottleneck: its input)",
-                            stacklevel=4,
-                        )
-            rules = {_key(step, r): r for r in (v.rule(step.family, step.where) for v in variants)}
+                if not _carries_tensors(y):
+                    return y  # sizes and other plain values: nothing to reverse
+            rules = {_key(step, r): r for r in (self._rule(step, v, warn=True) for v in variants)}
             for key, rule in rules.items():
-                y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
+                try:
+                    y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
+                except NotImplementedError as exc:  # a case the rule does not cover
+                    self._uncovered[step.node] = _first_line(exc)
+                    return self._run(step, values, variants)  # again, with the fallback
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise ReversenetError(f"{step.where} failed: {_first_line(exc)}") from exc
-        self._tensor_inputs[step.node] = [n for n in step.inputs if isinstance(values[n], Tensor)]
+        self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
         return y
+
+    def _rule(self, step: Step, variant: Variant, warn: bool = False) -> Rule:
+        """The variant's rule for a step; the fallback where no rule covers it."""
+        reason = self._uncovered.get(step.node)
+        where = f"{step.where}, {reason}" if reason else step.where
+        rule = variant.rule(None if reason or step.family is None else step.family, where)
+        if warn and rule is FALLBACK:
+            warnings.warn(
+                f"{where}: no reverse rule; variant {variant.name!r} backpropagates through it "
+                "exactly (bottleneck: its input)",
+                stacklevel=5,
+            )
+        return rule
 
     def rules(self, variant: VariantSpec) -> list[tuple[Step, Rule]]:
         """The rule that `variant` applies at each step of the path, input first."""
         variant = load_variant(variant)
-        return [(s, variant.rule(s.family, s.where)) for s in self.steps if s.node in self._tensor_inputs]
+        return [(s, self._rule(s, variant)) for s in self.steps if s.node in self._tensor_inputs]
 
     def bottleneck_bits(self, variant: VariantSpec) -> list[tuple[Step, Rule, float]]:
         """Per step, the rule `variant` applies and its bottleneck's size in bits per
@@ -151,7 +162,7 @@ class Recording:
                     raise ReversenetError(f"reversing {step.where} failed: {_first_line(exc)}") from exc
                 for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
                     if g is not None:
-                        grads[node] = grads[node] + g if node in grads else g
+                        grads[node] = _add(grads[node], g) if node in grads else g
         result = grads.get(self.graph.input)
         if result is None:  # the layer does not depend on the input
             result = signal.new_zeros(k * act[0], *self.input_shape[1:])
@@ -165,6 +176,20 @@ class Recording:
     def visualize(self, select: str | Selector = "max", variant: VariantSpec = "desalinet", *, seed: int = 0) -> Tensor:
         """Select, then reverse: (K, N, C, H, W)."""
         return self.reverse(self.select(select, variant=variant, seed=seed), variant)
+
+
+def _carries_tensors(value: Any) -> bool:
+    """A tensor, or a tuple with tensors (a layer's several outputs)."""
+    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
+        return any(isinstance(v, Tensor) for v in value)
+    return isinstance(value, Tensor)
+
+
+def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:
+    """Sum two signals for one node; those of a tuple are {element index: tensor}."""
+    if isinstance(a, dict):
+        return {i: a[i] + b[i] if i in a and i in b else a.get(i, b.get(i)) for i in a.keys() | b.keys()}
+    return a + b
 
 
 def _first_line(exc: BaseException) -> str:

@@ -129,7 +129,10 @@ class Graph:
         elif node.op == "call_method":
             op = getattr(torch.Tensor, node.target, node.target)
         elif node.target in FUNCTIONAL:  # F.relu(x) is reversed as nn.ReLU()(x)
-            op = FUNCTIONAL[node.target](*args, **kwargs)
+            try:
+                op = FUNCTIONAL[node.target](*args, **kwargs)
+            except NotImplementedError:  # a form the module cannot express: no rule
+                return Step(node, node.target, None, tuple(args), dict(kwargs))
             args, kwargs = (args[0] if args else kwargs["input"],), {}
         else:
             op = node.target

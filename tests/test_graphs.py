@@ -162,3 +162,34 @@ def test_mnasnet_global_mean_matches_the_oracle():
     for variant in ("salinet", "desalinet", "deconvnet-center"):
         expected = reference(model, x, "", variant)
         assert relative_error(rec.reverse(rec.select("max")[0], variant), expected) < 1e-4, variant
+
+
+class Attention(nn.Module):
+    """A layer with several outputs (a tuple, one of them None), picked by index."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, stride=2)
+        self.attention = nn.MultiheadAttention(8, 2, batch_first=True)
+        self.fc = nn.Linear(8, 4)
+
+    def forward(self, x):
+        tokens = torch.relu(self.conv(x)).flatten(2).transpose(1, 2)
+        mixed, _ = self.attention(tokens, tokens, tokens, need_weights=False)
+        return self.fc(mixed.mean(1))
+
+
+def test_fallback_through_a_tuple_output_is_the_gradient():
+    torch.manual_seed(0)
+    model = Attention().eval()
+    x = torch.randn(2, 3, 9, 9)
+    variant = parse_variant("rules: {ReLU: bp}\nfallback: bp\n", "any", "any.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = reversenet.record(model, x, layer="output", variants=[variant])
+    x_ = x.clone().requires_grad_(True)
+    e = rec.select("topk:2")
+    ours = rec.reverse(e, variant)
+    for k in range(2):
+        (expected,) = torch.autograd.grad(model(x_), x_, e[k])
+        assert relative_error(ours[k], expected) < 1e-5

@@ -27,14 +27,22 @@ class VectorJacobian(Rule):
         tensors = [i for i, v in enumerate(leaves) if isinstance(v, Tensor)]
         where = [i for i in tensors if leaves[i].is_floating_point()]
 
-        def apply(*tensors: Tensor) -> Tensor:
+        positions: list[int] = []  # of the tensors in a tuple output
+
+        def apply(*tensors: Tensor) -> Tensor | tuple[Tensor, ...]:
             filled = list(leaves)
             for i, t in zip(where, tensors):
                 filled[i] = t
-            return call(op, *_copies(*tree_unflatten(filled, spec)))
+            out = call(op, *_copies(*tree_unflatten(filled, spec)))
+            if not isinstance(out, (tuple, list)):
+                return out
+            positions[:] = [i for i, o in enumerate(out) if isinstance(o, Tensor)]
+            return tuple(out[i] for i in positions)  # vjp takes tensors only (MHA gives None too)
 
         with torch.enable_grad():
-            _, vjp = torch.func.vjp(apply, *(leaves[i].detach() for i in where))
+            out, vjp = torch.func.vjp(apply, *(leaves[i].detach() for i in where))
+            if isinstance(grad, dict):  # signals for some elements of a tuple output
+                grad = tuple(grad.get(i, torch.zeros_like(o)) for i, o in zip(positions, out))
             grads = dict(zip(where, vjp(grad)))
         return tuple(grads.get(i) for i in tensors)  # None for integer tensors
 

@@ -55,21 +55,21 @@ class Unindex(Rule):
     """Basic indexing y = x[i] (slices, integers) reversed by its transpose: x̂ = 0,
     x̂[i] = ŷ. The batch axis must be taken whole. Bottleneck: x's shape and i.
 
-    Indexing a tuple (a layer's several outputs) passes the value through in the
-    forward pass but cannot be reversed.
+    Picking element i of a layer's several outputs (a tuple) sends ŷ back to that
+    element alone: the signal is {i: ŷ}, the tuple's other elements get none.
     """
 
     def forward(self, op: Any, x: Any, index: Any) -> tuple[Any, Any]:
         if not isinstance(x, Tensor):
-            return x[index], None
+            return x[index], index
         index = index if isinstance(index, tuple) else (index,)
         if index and index[0] is not Ellipsis and index[0] != slice(None):
             raise NotImplementedError("indexing the batch axis")
         return x[index], (x.shape[1:], index)
 
-    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor:
-        if r is None:
-            raise NotImplementedError("reversing through an element of a tuple output")
+    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | dict[int, Tensor]:
+        if isinstance(r, int):
+            return {r: grad}
         shape, index = r
         out = grad.new_zeros(grad.shape[0], *shape)
         out[index] = grad
