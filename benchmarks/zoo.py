@@ -79,7 +79,7 @@ def survey(name: str, size: int) -> dict[str, str]:
             row["salinet vs autograd"] = "both 0" if ours.norm() == 0 else f"0 vs {float(ours.norm()):.1e}"
     except ReversenetError as exc:
         row.setdefault("built-in variants", "no: " + str(exc))
-    except Exception as exc:  # a survey: report, go on
+    except Exception as exc:  # noqa: BLE001  (a survey: report, go on)
         row["built-in variants"] = f"error: {type(exc).__name__}: {str(exc).splitlines()[0][:80]}"
     row["seconds"] = f"{time.perf_counter() - start:.1f}"
     return row
