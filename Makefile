@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench figure clean
+.PHONY: setup demo test bench figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -33,3 +33,9 @@ figure: setup
 
 clean:
 	rm -rf $(VENV) reversenet-out .pytest_cache
+
+# Rewrite the golden images on purpose (tests/test_golden.py diffs against them).
+golden: setup
+	rm -rf tests/golden
+	$(BIN)/reversenet visualize -m alexnet -w random --seed 0 -v all -o tests/golden/alexnet
+	$(BIN)/reversenet visualize -m vgg16 -w random --seed 0 -v all -o tests/golden/vgg16

@@ -13,6 +13,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import images
+from .diff import diff_paths
 from .errors import ReversenetError
 from .graph import Graph
 from .models import load_network
@@ -20,7 +21,7 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
-from .visualize import bottleneck_report
+from .visualize import bottleneck_report, output_names
 from .visualize import compare as compare_grid
 from .visualize import visualize as visualize_image
 
@@ -78,41 +79,48 @@ def cli(debug: bool) -> None:
 @model_options
 @reverse_options
 @click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
-              help="Built-in variant name or YAML file; repeat for several (one forward pass).")
+              help="Built-in variant name, 'all' (the eight), or a YAML file; repeat for several (one forward pass).")
 @click.option("--image", "-i", "image_specs", multiple=True,
               help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the PNGs.")
 @click.option("--raw", is_flag=True, help="Also save each float result as .npy.")
-def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw) -> None:
+@click.option("--force", is_flag=True, help="Redo photos whose files all exist (by default they are skipped).")
+def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw, force) -> None:
     """Reverse a layer's activation to an image and save it as PNG.
+
+    A run that stops half way keeps every finished file; run it again to do the rest.
 
     \b
     Examples:
       reversenet visualize --variant desalinet
       reversenet visualize --weights random -m alexnet -l conv5 -v deconvnet -v salinet
-      reversenet visualize -i photos/ -i 'more/*.jpg' --select topk:4 --raw
+      reversenet visualize -w random -v all -i photos/ -i 'more/*.jpg' --select topk:4 --raw
       reversenet visualize -m vgg16 -w vgg16.pth -l fc8 --select class:tabby --render saliency
     """
-    variants = [load_variant(v) for v in variant_names]
+    names = [n for name in variant_names for n in (BUILTIN if name == "all" else [name])]
+    variants = [load_variant(v) for v in names]
     parse_selector(select)
     paths = images.find_images(image_specs) if image_specs else [images.sample_image()]
+    images.writable_folder(out)
     network = load_network(model, weights, seed=seed, device=_device(device))
     layer = layer or network.default_layer
-    written = 0
+    options = {"layer": layer, "variants": variants, "select": select, "how": how, "raw": raw}
+    written = skipped = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=len(paths) < 2, transient=True) as progress:  # fmt: skip
         task = progress.add_task("reversing", total=len(paths))
         for path in paths:
             progress.update(task, description=path.name)
-            outputs = visualize_image(network, path, layer=layer, variants=variants, select=select,
-                                      how=how, seed=seed, raw=raw)  # fmt: skip
-            for name, array in outputs:
-                target = out / name
-                (images.save_array if name.endswith(".npy") else images.save_png)(array, target)
-                written += 1
+            if not force and all((out / n).exists() for n in output_names(network, path, **options)):
+                skipped += 1
+            else:
+                for name, array in visualize_image(network, path, seed=seed, **options):
+                    (images.save_array if name.endswith(".npy") else images.save_png)(array, out / name)
+                    written += 1
             progress.advance(task)
-    console.print(f"wrote {written} files to {out}/")
+    done = f" ({skipped} photo{'s' * (skipped != 1)} already done: skipped, --force redoes them)" if skipped else ""
+    console.print(f"wrote {written} file{'s' * (written != 1)} to {out}/{done}")
 
 
 @cli.command()
@@ -133,9 +141,9 @@ def compare(model, weights, seed, device, layer, select, how, image_spec, out) -
     path = images.find_images([image_spec])[0] if image_spec else images.sample_image()
     network = load_network(model, weights, seed=seed, device=_device(device))
     layer = layer or network.default_layer
-    picture = compare_grid(network, path, layer=layer, select=select, how=how, seed=seed)
     out = out or Path("reversenet-out") / f"{path.stem}_{model.replace(':', '-')}_{layer}_compare.png"
-    images.save_png(picture, out)
+    images.writable_folder(out.parent)
+    images.save_png(compare_grid(network, path, layer=layer, select=select, how=how, seed=seed), out)
     console.print(f"wrote {out}")
 
 
@@ -214,6 +222,38 @@ def inspect(model, weights, seed, device, layer, variant) -> None:
         f"bottleneck {rows.bits / 8 / 1024:,.1f} KiB = {rows.bits / rows.activation_bits:.2%} "
         f"of the activations it stands for ({rows.activation_bits / 8 / 1024 ** 2:,.1f} MiB)"
     )
+
+
+@cli.command()
+@click.argument("a", type=click.Path(path_type=Path))
+@click.argument("b", type=click.Path(path_type=Path))
+@click.option("--tolerance", "-t", default=0, show_default=True, type=click.IntRange(0, 255),
+              help="Largest |A − B| (8-bit levels) that still counts as equal.")
+@click.option("--threshold", default=0, show_default=True, type=click.IntRange(0, 255),
+              help="Pixels differing by more than this are counted in 'over'.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
+              help="Folder for a heat map of |A − B| per differing pair.")
+def diff(a: Path, b: Path, tolerance: int, threshold: int, out: Path | None) -> None:
+    """Compare two images, or two folders of images paired by relative path.
+
+    Exit status: 0 when every pair is within --tolerance, 1 when not, 2 on bad input.
+
+    \b
+    Examples:
+      reversenet diff out/ tests/golden/vgg16 --tolerance 2 --out diffs/
+      reversenet diff a.png b.png
+    """
+    results = diff_paths(a, b, threshold=threshold, out=out)
+    table = Table("image", "max |A−B|", "PSNR dB", f"share > {threshold}", "", title=f"{a} vs {b}")
+    for d in results:
+        verdict = d.problem or ("ok" if d.within(tolerance) else "differs")
+        table.add_row(d.name, str(d.max_abs), f"{d.psnr:.1f}", f"{d.over:.2%}", verdict)
+    Console().print(table)
+    failed = sum(not d.within(tolerance) for d in results)
+    if failed:
+        where = f"; heat maps in {out}/" if out else ""
+        console.print(f"{failed} of {len(results)} differ beyond tolerance {tolerance}{where}")
+        sys.exit(1)
 
 
 def main() -> None:

@@ -58,6 +58,8 @@ class Recording:
         if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise UsageError(f"x must be a float tensor (N, C, H, W), got {got}")
+        if not torch.isfinite(x).all():
+            raise UsageError("x has NaN or Inf values")
         self.layer = layer
         self.graph = Graph(model, aliases)
         self.target = self.graph.resolve(layer)

@@ -18,8 +18,9 @@ class UsageError(ReversenetError):
     exit_code = 2
 
 
-def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
-    """An error for an unknown `name`, suggesting the closest of `choices`."""
+def unknown(kind: str, name: str, choices: Iterable[str], listing: str = "") -> UsageError:
+    """An error for an unknown `name`, suggesting the closest of `choices`;
+    `listing` names the command that lists them all."""
     choices = sorted(set(choices))
     close = difflib.get_close_matches(name, choices, n=3, cutoff=0.5)
     if close:
@@ -27,5 +28,5 @@ def unknown(kind: str, name: str, choices: Iterable[str]) -> UsageError:
     elif len(choices) <= 12:
         hint = "choose from " + ", ".join(choices)
     else:
-        hint = f"{len(choices)} names exist"
+        hint = f"{len(choices)} exist" + (f"; {listing} lists them" if listing else "")
     return UsageError(f"unknown {kind} {name!r}; {hint}")

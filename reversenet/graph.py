@@ -110,7 +110,7 @@ class Graph:
             return by_name[0]
         if name == "output":
             return self.nodes[-1].args[0]
-        raise unknown("layer", layer, self.names())
+        raise unknown("layer", layer, self.names(), "`reversenet layers --model NAME`")
 
     def path(self, target: fx.Node) -> list[Step]:
         """The operations `target` depends on, in execution order."""

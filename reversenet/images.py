@@ -68,6 +68,8 @@ def load_image(path: Path) -> Image.Image:
 def _atomic(path: Path, mode: str = "wb") -> Iterable[IO]:
     """Write to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
+        stale.unlink(missing_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
         os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is an ordinary file
@@ -85,6 +87,15 @@ def _write(path: Path, save: Callable[[IO], None]) -> None:
             save(f)
     except OSError as exc:
         raise ReversenetError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def writable_folder(folder: Path) -> None:
+    """Fail early, before any work, when `folder` cannot hold our results."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ReversenetError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
 
 
 def save_png(rgb: np.ndarray, path: Path) -> None:

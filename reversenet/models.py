@@ -143,8 +143,8 @@ def _read_state_dict(path: Path) -> dict:
         raise ReversenetError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
-    if not isinstance(state, dict):
-        raise ReversenetError(f"{path} holds a {type(state).__name__}, not a state_dict")
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ReversenetError(f"{path} holds a {type(state).__name__} that is not a state_dict of tensors")
     return state
 
 
@@ -158,6 +158,9 @@ def _load(module: nn.Module, state: dict, source: str) -> None:
             f"{source} does not fit {type(module).__name__}: "
             f"{len(missing)} missing keys{_some(missing)}, {len(unexpected)} unexpected{_some(unexpected)}"
         )
+    broken = [k for k, v in state.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if broken:
+        raise ReversenetError(f"{source} has NaN or Inf values in {len(broken)} tensors{_some(broken)}")
     module.load_state_dict(state)
 
 

@@ -82,6 +82,10 @@ RENDERERS: dict[str, Callable[[Tensor, np.ndarray | None], Rendered]] = {
 }
 
 
+# The pictures each renderer makes (with a photo to overlay), as file-name suffixes.
+SUFFIXES = {"paper": ("",), "gamma": ("",), "minmax": ("",), "saliency": ("-saliency", "-overlay")}
+
+
 def render(v: Tensor, how: str = "paper", photo: np.ndarray | None = None) -> Rendered:
     """Pictures of one reversed image (C, H, W); `photo` (H, W, 3) for overlays."""
     return RENDERERS[how](v.detach(), photo)

@@ -13,9 +13,10 @@ import torch
 from torch import Tensor
 
 from .engine import Recording, VariantSpec
+from .errors import ReversenetError
 from .images import load_image, sample_image
 from .models import Network
-from .render import grid, render
+from .render import SUFFIXES, grid, render
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN, load_variant
 
@@ -34,6 +35,30 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
+def output_names(
+    network: Network,
+    image: Path,
+    *,
+    layer: str,
+    variants: Sequence[VariantSpec] = ("desalinet",),
+    select: str | Selector = "max",
+    how: str = "paper",
+    raw: bool = False,
+) -> list[str]:
+    """The files `visualize` makes for one photo, in its order:
+    <photo>_<model>_<layer>_<variant>[_<selector>][_<k>][<renderer suffix>].png|.npy"""
+    selector = parse_selector(select)
+    tag = "" if select == "max" else "_" + _slug(str(select))
+    names = []
+    for variant in variants:
+        stem = "_".join(_slug(s) for s in (image.stem, network.name, layer, load_variant(variant).name)) + tag
+        for k in range(selector.k if selector.multiple else 1):
+            numbered = f"{stem}_{k + 1}" if selector.multiple else stem
+            names += [f"{numbered}{suffix}.png" for suffix in SUFFIXES[how]]
+            names += [f"{numbered}.npy"] if raw else []
+    return names
+
+
 def visualize(
     network: Network,
     image: Path,
@@ -46,22 +71,21 @@ def visualize(
     raw: bool = False,
 ) -> list[Output]:
     """Every picture (and with `raw`, every float result) for one photo, from one
-    forward pass shared by all `variants`."""
+    forward pass shared by all `variants`, named by `output_names`."""
     selector = parse_selector(select)
     variants = [load_variant(v) for v in variants]
     x, photo = prepare(network, image)
     rec = Recording(network.module, x, layer=layer, variants=variants, aliases=network.aliases)
-    tag = "" if select == "max" else "_" + _slug(str(select))
-    outputs: list[Output] = []
+    arrays: list[np.ndarray] = []
     for variant in variants:
         images = rec.visualize(selector, variant, seed=seed)[:, 0]
-        for k, result in enumerate(images):
-            stem = f"{_slug(image.stem)}_{_slug(network.name)}_{_slug(layer)}_{_slug(variant.name)}{tag}"
-            stem += f"_{k + 1}" if selector.multiple else ""
-            outputs += [(f"{stem}{suffix}.png", pic) for suffix, pic in render(result, how, photo)]
-            if raw:
-                outputs.append((f"{stem}.npy", result.float().cpu().numpy()))
-    return outputs
+        if not torch.isfinite(images).all():
+            raise ReversenetError(f"{variant.name} of {image.name} overflowed: its image has Inf or NaN values")
+        for result in images:
+            arrays += [picture for _, picture in render(result, how, photo)]
+            arrays += [result.float().cpu().numpy()] if raw else []
+    names = output_names(network, image, layer=layer, variants=variants, select=select, how=how, raw=raw)
+    return list(zip(names, arrays, strict=True))
 
 
 def compare(

@@ -11,25 +11,6 @@ import torch
 import torchvision
 from PIL import Image
 
-from reversenet.cli import main
-
-
-@pytest.fixture
-def run(monkeypatch, capsys, tmp_path):
-    """Run `reversenet ARGS` in tmp_path; return (exit status, stdout, stderr)."""
-    monkeypatch.chdir(tmp_path)
-
-    def invoke(*args: str) -> tuple[int, str, str]:
-        monkeypatch.setattr(sys, "argv", ["reversenet", *args])
-        try:
-            main()
-            code = 0
-        except SystemExit as exc:
-            code = exc.code or 0
-        out, err = capsys.readouterr()
-        return code, out, err
-
-    return invoke
 
 
 def files(folder) -> list[str]:

@@ -1,0 +1,102 @@
+"""Image regression diffs: two images, or two folders paired by relative path.
+
+    >>> from reversenet.diff import assert_images_match
+    >>> assert_images_match("out/", "tests/golden/", tolerance=2, out="golden-diff/")
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .errors import ReversenetError, UsageError
+from .images import EXTENSIONS, load_image, save_png
+from .render import heat
+
+
+@dataclass(frozen=True)
+class Difference:
+    """How one pair of images differs (8-bit levels, 0-255)."""
+
+    name: str  # the relative path of the pair
+    max_abs: int = 0
+    psnr: float = math.inf  # dB; inf when identical
+    over: float = 0.0  # share of pixels with a channel differing by more than the threshold
+    problem: str = ""  # "only in A", "size 224×224 vs 112×112", ...
+    heat_map: Path | None = None
+
+    def within(self, tolerance: int) -> bool:
+        return not self.problem and self.max_abs <= tolerance
+
+
+def compare_images(a: np.ndarray, b: np.ndarray, name: str, threshold: int = 0) -> Difference:
+    """The difference of two RGB uint8 arrays of one size."""
+    if a.shape != b.shape:
+        size = "×".join(map(str, a.shape[:2])), "×".join(map(str, b.shape[:2]))
+        return Difference(name, problem=f"size {size[0]} vs {size[1]}")
+    delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
+    mse = float((delta.astype(np.float64) ** 2).mean())
+    psnr = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
+    return Difference(name, int(delta.max()), psnr, float((delta.max(axis=2) > threshold).mean()))
+
+
+def _images(folder: Path) -> dict[str, Path]:
+    return {
+        p.relative_to(folder).as_posix(): p
+        for p in sorted(folder.rglob("*"))
+        if p.is_file() and p.suffix.lower() in EXTENSIONS
+    }
+
+
+def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | Path | None = None) -> list[Difference]:
+    """Compare two images or two folders (paired by relative path). With `out`, a heat
+    map of |A − B| is written there for every pair that differs."""
+    a, b = Path(a), Path(b)
+    for path in (a, b):
+        if not path.exists():
+            raise UsageError(f"no such file or folder: {path}")
+    if a.is_dir() != b.is_dir():
+        raise UsageError(f"compare two images or two folders, not {a} and {b}")
+    pairs = _images(a), _images(b)
+    if not a.is_dir():
+        pairs = {a.name: a}, {a.name: b}
+    elif not pairs[0] and not pairs[1]:
+        raise UsageError(f"no images in {a} or {b}")
+    results = []
+    for name in sorted(pairs[0].keys() | pairs[1].keys()):
+        if name not in pairs[1]:
+            results.append(Difference(name, problem=f"only in {a}"))
+            continue
+        if name not in pairs[0]:
+            results.append(Difference(name, problem=f"only in {b}"))
+            continue
+        try:
+            pa, pb = (np.asarray(load_image(p[name])) for p in pairs)
+        except ReversenetError as exc:  # for diff, an unreadable image is bad input
+            raise UsageError(str(exc)) from exc
+        found = compare_images(pa, pb, name, threshold)
+        if out is not None and found.max_abs > 0:
+            target = Path(out) / f"{name}.diff.png"
+            delta = np.abs(pa.astype(np.int16) - pb.astype(np.int16)).max(axis=2)
+            save_png(heat(torch.from_numpy(delta / max(int(delta.max()), 1))), target)
+            found = replace(found, heat_map=target)
+        results.append(found)
+    return results
+
+
+def assert_images_match(
+    a: str | Path, b: str | Path, *, tolerance: int = 0, threshold: int = 0, out: str | Path | None = None
+) -> list[Difference]:
+    """For tests: raise AssertionError naming every pair beyond `tolerance` (and where
+    their heat maps are, with `out`)."""
+    results = diff_paths(a, b, threshold=threshold, out=out)
+    failed = [d for d in results if not d.within(tolerance)]
+    if failed:
+        lines = [f"{d.name}: {d.problem or f'max |A-B| {d.max_abs}, PSNR {d.psnr:.1f} dB'}" for d in failed]
+        where = f"; heat maps in {Path(out).resolve()}" if out is not None else ""
+        raise AssertionError(f"{len(failed)} of {len(results)} images differ from {b}{where}:\n" + "\n".join(lines))
+    return results
