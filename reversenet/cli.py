@@ -14,7 +14,7 @@ from rich.table import Table
 
 from . import images
 from .diff import diff_paths
-from .errors import ReversenetError
+from .errors import ReversenetError, first_line
 from .graph import Graph
 from .models import load_network
 from .render import RENDERERS
@@ -277,8 +277,7 @@ def main() -> None:
     except Exception as exc:  # a bug or an unforeseen failure: still one line
         if debug:
             raise
-        first = (str(exc).strip().splitlines() or [""])[0]
-        print(f"error: {type(exc).__name__}: {first} (rerun with --debug for the traceback)", file=sys.stderr)
+        print(f"error: {type(exc).__name__}: {first_line(exc)} (rerun with --debug for the traceback)", file=sys.stderr)
         sys.exit(1)
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import Tensor, fx, nn
 
-from .errors import ReversenetError, UsageError
+from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph, Step
 from .rules import Rule
 from .rules.fallback import FALLBACK
@@ -102,10 +102,10 @@ class Recording:
                 try:
                     y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
                 except NotImplementedError as exc:  # a case the rule does not cover
-                    self._uncovered[step.node] = _first_line(exc)
+                    self._uncovered[step.node] = first_line(exc)
                     return self._run(step, values, variants)  # again, with the fallback
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
-            raise ReversenetError(f"{step.where} failed: {_first_line(exc)}") from exc
+            raise ReversenetError(f"{step.where} failed: {first_line(exc)}") from exc
         self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
         return y
 
@@ -161,13 +161,13 @@ class Recording:
                 try:
                     out = rule.reverse(step.op, grad, _tile(self._bottleneck[key], k, n))
                 except (RuntimeError, TypeError, ValueError) as exc:
-                    raise ReversenetError(f"reversing {step.where} failed: {_first_line(exc)}") from exc
+                    raise ReversenetError(f"reversing {step.where} failed: {first_line(exc)}") from exc
                 for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
                     if g is not None:
                         grads[node] = _add(grads[node], g) if node in grads else g
         result = grads.get(self.graph.input)
         if result is None:  # the layer does not depend on the input
-            result = signal.new_zeros(k * act[0], *self.input_shape[1:])
+            result = signal.new_zeros(k * n, *self.input_shape[1:])
         return result.view(k, *self.input_shape) if several else result
 
     def select(self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0) -> Tensor:
@@ -192,11 +192,6 @@ def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:
     if isinstance(a, dict):
         return {i: a[i] + b[i] if i in a and i in b else a.get(i, b.get(i)) for i in a.keys() | b.keys()}
     return a + b
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def record(

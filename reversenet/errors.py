@@ -18,6 +18,12 @@ class UsageError(ReversenetError):
     exit_code = 2
 
 
+def first_line(exc: BaseException) -> str:
+    """An exception's message cut to one line (its type's name if it has none)."""
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def unknown(kind: str, name: str, choices: Iterable[str], listing: str = "") -> UsageError:
     """An error for an unknown `name`, suggesting the closest of `choices`;
     `listing` names the command that lists them all."""

@@ -10,7 +10,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from .errors import ReversenetError, UsageError, unknown
+from .errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FUNCTIONAL, Family, family_of
 
 
@@ -72,9 +72,8 @@ class Graph:
             model.eval()
             self.fx = _Tracer().trace(model)
         except Exception as exc:  # tracing runs user code: any failure is the model's
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
             raise ReversenetError(
-                f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first}); "
+                f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); "
                 "reversenet needs a forward without data-dependent control flow"
             ) from exc
         finally:

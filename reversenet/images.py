@@ -14,7 +14,7 @@ from typing import IO
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from .errors import ReversenetError, UsageError
+from .errors import ReversenetError, UsageError, first_line
 
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
@@ -56,7 +56,7 @@ def load_image(path: Path) -> Image.Image:
     except Image.DecompressionBombError as exc:
         raise ReversenetError(f"{path}: refused, larger than PIL's safety limit ({exc})") from exc
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ReversenetError(f"cannot read image {path}: {str(exc).splitlines()[0]}") from exc
+        raise ReversenetError(f"cannot read image {path}: {first_line(exc)}") from exc
     if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
         values = np.asarray(image, dtype=np.float64)
         top = values.max() if values.max() > 0 else 1.0

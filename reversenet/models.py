@@ -16,7 +16,7 @@ import torchvision
 from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from .errors import ReversenetError, UsageError, unknown
+from .errors import ReversenetError, UsageError, first_line, unknown
 from .graph import Graph
 
 
@@ -140,7 +140,7 @@ def _read_state_dict(path: Path) -> dict:
             f"refused to load {path}: it is not a plain state_dict (loading it could run code)"
         ) from exc
     except (OSError, RuntimeError, EOFError) as exc:
-        raise ReversenetError(f"cannot read weights {path}: {str(exc).splitlines()[0]}") from exc
+        raise ReversenetError(f"cannot read weights {path}: {first_line(exc)}") from exc
     if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
         state = state["state_dict"]
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from .errors import ReversenetError, UsageError, unknown
+from .errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FAMILIES, Family, Rule
 from .rules.fallback import FALLBACK
 
@@ -90,27 +90,36 @@ def parse_variant(text: str, name: str, source: str) -> Variant:
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f" line {mark.line + 1}:" if mark else ""
-        raise UsageError(f"{source}:{line} invalid YAML: {getattr(exc, 'problem', exc)}") from exc
+        raise UsageError(f"{source}:{line} invalid YAML: {getattr(exc, 'problem', None) or first_line(exc)}") from exc
+    except RecursionError:
+        raise UsageError(f"{source}: invalid YAML: nested too deeply") from None
 
     def fail(node: yaml.Node, message: str) -> UsageError:
         return UsageError(f"{source}: line {node.start_mark.line + 1}: {message}")
 
+    def entries(node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
+        for key, _ in node.value:
+            if not isinstance(key, yaml.ScalarNode):
+                raise fail(key, "keys must be plain names")
+        return [(key.value, key, value) for key, value in node.value]
+
     if not isinstance(root, yaml.MappingNode):
         raise UsageError(f"{source}: a variant is a mapping with keys {', '.join(_KEYS)}")
-    top = {key.value: (key, value) for key, value in root.value}
-    for key, _ in top.values():
-        if key.value not in _KEYS:
-            raise fail(key, f"unknown key {key.value!r}; allowed: {', '.join(_KEYS)}")
+    top = {}
+    for word, key, value in entries(root):
+        if word not in _KEYS:
+            raise fail(key, f"unknown key {word!r}; allowed: {', '.join(_KEYS)}")
+        top[word] = (key, value)
     if "rules" not in top:
         raise fail(root, "missing key 'rules' (a mapping of layer family to rule)")
     rules_node = top["rules"][1]
     if not isinstance(rules_node, yaml.MappingNode):
         raise fail(rules_node, "'rules' must map layer families to rule names")
     rules = {}
-    for key, value in rules_node.value:
-        fam = FAMILIES.get(key.value)
+    for word, key, value in entries(rules_node):
+        fam = FAMILIES.get(word)
         if fam is None:
-            raise fail(key, f"unknown layer family {key.value!r}; allowed: {', '.join(FAMILIES)}")
+            raise fail(key, f"unknown layer family {word!r}; allowed: {', '.join(FAMILIES)}")
         if not isinstance(value, yaml.ScalarNode) or value.value not in fam.rules:
             got = value.value if isinstance(value, yaml.ScalarNode) else "a " + value.id
             raise fail(value, f"{fam.name}: unknown rule {got!r}; allowed: {', '.join(fam.rules)}")
