@@ -43,7 +43,8 @@ def model_options(fn: Callable) -> Callable:
                      help="torchvision model name, or package.module:factory for your own."),
         click.option("--weights", "-w", default="DEFAULT", show_default=True,
                      help="DEFAULT (torchvision's ImageNet weights), random, or a state_dict file."),
-        click.option("--seed", default=0, show_default=True, help="Seed for --weights random and random selectors."),
+        click.option("--seed", default=0, show_default=True, type=click.IntRange(0, 2**63 - 1),
+                     help="Seed for --weights random and random selectors."),
         click.option("--device", type=click.Choice(["auto", "cpu", "cuda"]), default="auto", show_default=True),
     ]  # fmt: skip
     for option in reversed(options):
@@ -218,8 +219,9 @@ def inspect(model, weights, seed, device, layer, variant) -> None:
     table.add_section()
     table.add_row("total", "", "", f"{rows.bits:,.0f}", f"{rows.activation_bits:,.0f}")
     Console().print(table)
+    share = rows.bits / rows.activation_bits if rows.activation_bits else 0.0
     Console().print(
-        f"bottleneck {rows.bits / 8 / 1024:,.1f} KiB = {rows.bits / rows.activation_bits:.2%} "
+        f"bottleneck {rows.bits / 8 / 1024:,.1f} KiB = {share:.2%} "
         f"of the activations it stands for ({rows.activation_bits / 8 / 1024 ** 2:,.1f} MiB)"
     )
 
@@ -258,12 +260,16 @@ def diff(a: Path, b: Path, tolerance: int, threshold: int, out: Path | None) -> 
 
 def main() -> None:
     """Entry point: errors become one line on stderr and an exit status (2 usage, 1 failure)."""
-    debug = "--debug" in sys.argv
-    try:
-        cli.main(standalone_mode=False)
+    args = sys.argv[1:]
+    debug = "--debug" in args
+    try:  # --debug is taken anywhere on the line, not only before the command
+        cli.main(args=[a for a in args if a != "--debug"], prog_name="reversenet", standalone_mode=False)
     except click.exceptions.Abort:
         console.print("aborted")
         sys.exit(130)
+    except click.exceptions.NoArgsIsHelpError as exc:  # a bare `reversenet`: its help
+        print(exc.ctx.get_help() if exc.ctx else exc.format_message())
+        sys.exit(0)
     except click.ClickException as exc:
         if debug:
             raise

@@ -61,6 +61,8 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
     cached by torch.hub; a factory's own weights for a factory), ``random`` (the
     architecture's initialisation, seeded by `seed`) or the path of a state_dict.
     """
+    if not weights:
+        raise UsageError("--weights is empty: use DEFAULT, random or a state_dict file")
     if ":" in name:
         factory = _import_factory(name)
         build = partial(_call, factory, name)
@@ -72,7 +74,7 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
         pretrained = weights != "random"
         build = partial(_torchvision, name, pretrained)
     else:
-        raise unknown("model", name, torchvision_names())
+        raise unknown("model", name, torchvision_names(), "torchvision.models.list_models()")
     if pretrained and not Path(weights).exists() and ":" not in name:
         state = _download(name, weights)
     elif pretrained:
@@ -117,9 +119,11 @@ def _download(name: str, weights: str) -> dict:
 
 def _import_factory(spec: str) -> Callable[[], nn.Module]:
     module_name, _, attr = spec.partition(":")
+    if not module_name or not attr.isidentifier():
+        raise UsageError(f"model factory {spec!r}: write it as package.module:function")
     try:
         return getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
+    except (ImportError, AttributeError, ValueError) as exc:
         raise UsageError(f"cannot import model factory {spec}: {exc}") from exc
 
 
