@@ -329,8 +329,7 @@ def test_cli_never_shows_a_traceback(case, capsys, monkeypatch):
     code, out, err, leftovers = _run_cli(argv, variant_text, capsys, monkeypatch)
     assert code in (0, 1, 2), (argv, code, err)
     assert "Traceback" not in err and "Traceback" not in out, (argv, err)
-    # `diff`: status 1 says the
-    # images differ, by design
+    # `diff`: status 1 says the images differ, by design
     differ = argv[:1] == ["diff"] and code == 1 and "differ beyond tolerance" in err
     if code != 0 and argv and not differ:
         lines = [line for line in err.splitlines() if line.strip()]
