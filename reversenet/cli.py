@@ -21,7 +21,7 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
-from .visualize import bottleneck_report, output_names
+from .visualize import bottleneck_report, compare_name, output_names
 from .visualize import compare as compare_grid
 from .visualize import visualize as visualize_image
 
@@ -56,8 +56,8 @@ def reverse_options(fn: Callable) -> Callable:
     """--layer, --select, --render."""
     options = [
         click.option("--layer", "-l", default=None,
-                     help="Module name (features.30), paper alias (pool5) or graph node. "
-                          "Default: pool5 where the model has it, else the output."),
+                     help="Module name (features.30, layer4), paper alias (pool5) or graph node. "
+                          "Default: the last feature map before global pooling (pool5, layer4)."),
         click.option("--select", "-s", default="max", show_default=True,
                      help="max, neuron:C,Y,X, channel:C, topk:K, random, mixture, noise, full, class:I|NAME."),
         click.option("--render", "how", type=click.Choice(list(RENDERERS)), default="paper", show_default=True,
@@ -142,7 +142,7 @@ def compare(model, weights, seed, device, layer, select, how, image_spec, out) -
     path = images.find_images([image_spec])[0] if image_spec else images.sample_image()
     network = load_network(model, weights, seed=seed, device=_device(device))
     layer = layer or network.default_layer
-    out = out or Path("reversenet-out") / f"{path.stem}_{model.replace(':', '-')}_{layer}_compare.png"
+    out = out or Path("reversenet-out") / compare_name(network, path, layer)
     images.writable_folder(out.parent)
     images.save_png(compare_grid(network, path, layer=layer, select=select, how=how, seed=seed), out)
     console.print(f"wrote {out}")

@@ -35,6 +35,15 @@ def _slug(text: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
 
 
+def _stem(image: Path, network: Network, layer: str, what: str) -> str:
+    return "_".join(_slug(s) for s in (image.stem, network.name, layer, what))
+
+
+def compare_name(network: Network, image: Path, layer: str) -> str:
+    """The file `compare` makes by default: <photo>_<model>_<layer>_compare.png"""
+    return _stem(image, network, layer, "compare") + ".png"
+
+
 def output_names(
     network: Network,
     image: Path,
@@ -51,7 +60,7 @@ def output_names(
     tag = "" if select == "max" else "_" + _slug(str(select))
     names = []
     for variant in variants:
-        stem = "_".join(_slug(s) for s in (image.stem, network.name, layer, load_variant(variant).name)) + tag
+        stem = _stem(image, network, layer, load_variant(variant).name) + tag
         for k in range(selector.k if selector.multiple else 1):
             numbered = f"{stem}_{k + 1}" if selector.multiple else stem
             names += [f"{numbered}{suffix}.png" for suffix in SUFFIXES[how]]
