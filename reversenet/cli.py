@@ -21,9 +21,8 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
-from .visualize import bottleneck_report, compare_name, output_names
+from .visualize import Job, bottleneck_report, compare_name
 from .visualize import compare as compare_grid
-from .visualize import visualize as visualize_image
 
 console = Console(stderr=True)
 
@@ -105,18 +104,17 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
     paths = images.find_images(image_specs) if image_specs else [images.sample_image()]
     images.writable_folder(out)
     network = load_network(model, weights, seed=seed, device=_device(device))
-    layer = layer or network.default_layer
-    options = {"layer": layer, "variants": variants, "select": select, "how": how, "raw": raw}
+    job = Job(layer or network.default_layer, tuple(variants), select, how, raw)
     written = skipped = 0
     with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
                   console=console, disable=len(paths) < 2, transient=True) as progress:  # fmt: skip
         task = progress.add_task("reversing", total=len(paths))
         for path in paths:
             progress.update(task, description=path.name)
-            if not force and all((out / n).exists() for n in output_names(network, path, **options)):
+            if not force and all((out / n).exists() for n in job.names(network, path)):
                 skipped += 1
             else:
-                for name, array in visualize_image(network, path, seed=seed, **options):
+                for name, array in job.run(network, path, seed):
                     (images.save_array if name.endswith(".npy") else images.save_png)(array, out / name)
                     written += 1
             progress.advance(task)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -18,7 +17,7 @@ from .images import load_image, sample_image
 from .models import Network
 from .render import SUFFIXES, grid, render
 from .selectors import Selector, parse_selector
-from .variants import BUILTIN, load_variant
+from .variants import BUILTIN, Variant
 
 Output = tuple[str, np.ndarray]  # (file name, picture uint8 (H, W, 3) or raw float (C, H, W))
 
@@ -44,57 +43,45 @@ def compare_name(network: Network, image: Path, layer: str) -> str:
     return _stem(image, network, layer, "compare") + ".png"
 
 
-def output_names(
-    network: Network,
-    image: Path,
-    *,
-    layer: str,
-    variants: Sequence[VariantSpec] = ("desalinet",),
-    select: str | Selector = "max",
-    how: str = "paper",
-    raw: bool = False,
-) -> list[str]:
-    """The files `visualize` makes for one photo, in its order:
-    <photo>_<model>_<layer>_<variant>[_<selector>][_<k>][<renderer suffix>].png|.npy"""
-    selector = parse_selector(select)
-    tag = "" if select == "max" else "_" + _slug(str(select))
-    names = []
-    for variant in variants:
-        stem = _stem(image, network, layer, load_variant(variant).name) + tag
-        for k in range(selector.k if selector.multiple else 1):
-            numbered = f"{stem}_{k + 1}" if selector.multiple else stem
-            names += [f"{numbered}{suffix}.png" for suffix in SUFFIXES[how]]
-            names += [f"{numbered}.npy"] if raw else []
-    return names
+@dataclass(frozen=True)
+class Job:
+    """What `reversenet visualize` makes of each photo: every variant's reversed image
+    at `layer`, rendered (and with `raw`, saved as floats), from one forward pass."""
 
+    layer: str
+    variants: tuple[Variant, ...]
+    select: str | Selector = "max"
+    how: str = "paper"
+    raw: bool = False
 
-def visualize(
-    network: Network,
-    image: Path,
-    *,
-    layer: str,
-    variants: Sequence[VariantSpec] = ("desalinet",),
-    select: str | Selector = "max",
-    how: str = "paper",
-    seed: int = 0,
-    raw: bool = False,
-) -> list[Output]:
-    """Every picture (and with `raw`, every float result) for one photo, from one
-    forward pass shared by all `variants`, named by `output_names`."""
-    selector = parse_selector(select)
-    variants = [load_variant(v) for v in variants]
-    x, photo = prepare(network, image)
-    rec = Recording(network.module, x, layer=layer, variants=variants, aliases=network.aliases)
-    arrays: list[np.ndarray] = []
-    for variant in variants:
-        images = rec.visualize(selector, variant, seed=seed)[:, 0]
-        if not torch.isfinite(images).all():
-            raise ReversenetError(f"{variant.name} of {image.name} overflowed: its image has Inf or NaN values")
-        for result in images:
-            arrays += [picture for _, picture in render(result, how, photo)]
-            arrays += [result.float().cpu().numpy()] if raw else []
-    names = output_names(network, image, layer=layer, variants=variants, select=select, how=how, raw=raw)
-    return list(zip(names, arrays, strict=True))
+    def names(self, network: Network, image: Path) -> list[str]:
+        """The files for one photo, in `run`'s order:
+        <photo>_<model>_<layer>_<variant>[_<selector>][_<k>][<renderer suffix>].png|.npy"""
+        selector = parse_selector(self.select)
+        tag = "" if self.select == "max" else "_" + _slug(str(self.select))
+        names = []
+        for variant in self.variants:
+            stem = _stem(image, network, self.layer, variant.name) + tag
+            for k in range(selector.k if selector.multiple else 1):
+                numbered = f"{stem}_{k + 1}" if selector.multiple else stem
+                names += [f"{numbered}{suffix}.png" for suffix in SUFFIXES[self.how]]
+                names += [f"{numbered}.npy"] if self.raw else []
+        return names
+
+    def run(self, network: Network, image: Path, seed: int = 0) -> list[Output]:
+        """The pictures (and raw results) for one photo, named by `names`."""
+        selector = parse_selector(self.select)
+        x, photo = prepare(network, image)
+        rec = Recording(network.module, x, layer=self.layer, variants=self.variants, aliases=network.aliases)
+        arrays: list[np.ndarray] = []
+        for variant in self.variants:
+            images = rec.visualize(selector, variant, seed=seed)[:, 0]
+            if not torch.isfinite(images).all():
+                raise ReversenetError(f"{variant.name} of {image.name} overflowed: its image has Inf or NaN values")
+            for result in images:
+                arrays += [picture for _, picture in render(result, self.how, photo)]
+                arrays += [result.float().cpu().numpy()] if self.raw else []
+        return list(zip(self.names(network, image), arrays, strict=True))
 
 
 def compare(
