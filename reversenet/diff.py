@@ -33,15 +33,17 @@ class Difference:
         return not self.problem and self.max_abs <= tolerance
 
 
-def compare_images(a: np.ndarray, b: np.ndarray, name: str, threshold: int = 0) -> Difference:
-    """The difference of two RGB uint8 arrays of one size."""
+def _compare(a: np.ndarray, b: np.ndarray, name: str, threshold: int) -> tuple[Difference, np.ndarray | None]:
+    """The difference of two RGB uint8 arrays, and per pixel the largest |A − B| over
+    the channels (None when their sizes differ)."""
     if a.shape != b.shape:
         size = "×".join(map(str, a.shape[:2])), "×".join(map(str, b.shape[:2]))
-        return Difference(name, problem=f"size {size[0]} vs {size[1]}")
+        return Difference(name, problem=f"size {size[0]} vs {size[1]}"), None
     delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
     mse = float((delta.astype(np.float64) ** 2).mean())
     psnr = math.inf if mse == 0 else 10 * math.log10(255**2 / mse)
-    return Difference(name, int(delta.max()), psnr, float((delta.max(axis=2) > threshold).mean()))
+    per_pixel = delta.max(axis=2)
+    return Difference(name, int(delta.max()), psnr, float((per_pixel > threshold).mean())), per_pixel
 
 
 def _images(folder: Path) -> dict[str, Path]:
@@ -78,11 +80,10 @@ def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | P
             pa, pb = (np.asarray(load_image(p[name])) for p in pairs)
         except ReversenetError as exc:  # for diff, an unreadable image is bad input
             raise UsageError(str(exc)) from exc
-        found = compare_images(pa, pb, name, threshold)
+        found, per_pixel = _compare(pa, pb, name, threshold)
         if out is not None and found.max_abs > 0:
             target = Path(out) / f"{name}.diff.png"
-            delta = np.abs(pa.astype(np.int16) - pb.astype(np.int16)).max(axis=2)
-            save_png(heat(torch.from_numpy(delta / max(int(delta.max()), 1))), target)
+            save_png(heat(torch.from_numpy(per_pixel / found.max_abs)), target)
             found = replace(found, heat_map=target)
         results.append(found)
     return results
