@@ -65,12 +65,17 @@ def _mapped(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, np.ndarray | No
     return lambda v, photo=None: [("", _to_uint8(fn(v)))]
 
 
+# The pictures each renderer makes (with a photo to overlay), as file-name suffixes.
+SUFFIXES = {"paper": ("",), "gamma": ("",), "minmax": ("",), "saliency": ("-saliency", "-overlay")}
+
+
 def _saliency(v: Tensor, photo: np.ndarray | None = None) -> Rendered:
+    heat_suffix, overlay_suffix = SUFFIXES["saliency"]
     hot = heat(saliency_map(v))
-    out = [("-saliency", hot)]
+    out = [(heat_suffix, hot)]
     if photo is not None:
         blend = (0.5 * photo.astype(np.float64) + 0.5 * hot).round().astype(np.uint8)
-        out.append(("-overlay", blend))
+        out.append((overlay_suffix, blend))
     return out
 
 
@@ -80,10 +85,6 @@ RENDERERS: dict[str, Callable[[Tensor, np.ndarray | None], Rendered]] = {
     "minmax": _mapped(minmax),
     "saliency": _saliency,
 }
-
-
-# The pictures each renderer makes (with a photo to overlay), as file-name suffixes.
-SUFFIXES = {"paper": ("",), "gamma": ("",), "minmax": ("",), "saliency": ("-saliency", "-overlay")}
 
 
 def render(v: Tensor, how: str = "paper", photo: np.ndarray | None = None) -> Rendered:
