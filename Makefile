@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench figure golden clean
+.PHONY: setup demo test bench bench-run figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -27,9 +27,21 @@ test: setup
 bench: setup
 	$(BIN)/python benchmarks/speed.py
 
-# The README's picture.
+# Photos per second of `reversenet run` (batch sizes 1, 8, 32) against a shell loop of
+# `reversenet visualize`, 64 photos on VGG-16 (random weights); ~10 minutes on 2 cores.
+bench-run: setup
+	$(BIN)/python benchmarks/throughput.py
+
+# The README's pictures (random weights: offline).
 figure: setup
 	$(BIN)/reversenet compare --weights random -o docs/compare-vgg16-random.png
+	$(BIN)/reversenet run fig5-random-weights --set out=reversenet-out/fig5
+	cp reversenet-out/fig5/montages/photo-by-variant-render.png docs/fig5-random-weights.png
+	$(BIN)/reversenet run fig7-phase --set weights=random --set out=reversenet-out/fig7
+	cp reversenet-out/fig7/montages/photo-by-variant.png docs/fig7-phase.png
+	$(BIN)/reversenet run fig4-neuron-selectivity --set weights=random --set model=alexnet --set out=reversenet-out/fig4
+	$(BIN)/python -c "from PIL import Image; m = Image.open('reversenet-out/fig4/montages/layer-select-by-variant.png'); \
+		m.reduce(2).convert('RGB').save('docs/fig4-selectivity.jpg', quality=85)"
 
 clean:
 	rm -rf $(VENV) reversenet-out .pytest_cache

@@ -2,8 +2,10 @@
 
     >>> import reversenet
     >>> image = reversenet.reverse(model, x, layer="features.30", variant="desalinet")
+    >>> rows = reversenet.run("configs/experiments/fig3-eight-variants.yaml", weights="random")
 """
 
+from .batch import run
 from .engine import Recording, record, reverse
 from .errors import ReversenetError, UsageError
 from .selectors import Selector, parse_selector
@@ -12,5 +14,5 @@ from .variants import Variant, load_variant
 
 __all__ = [
     "VARIANTS", "Recording", "ReversenetError", "Selector", "UsageError", "Variant",
-    "load_variant", "parse_selector", "record", "reverse",
+    "load_variant", "parse_selector", "record", "reverse", "run",
 ]  # fmt: skip

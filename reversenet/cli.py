@@ -12,27 +12,19 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import images
+from . import batch, images
+from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths
-from .errors import ReversenetError, first_line
+from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph
-from .models import load_network
+from .models import load_network, pick_device
 from .render import RENDERERS
 from .rules import FAMILIES
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
-from .visualize import Job, bottleneck_report, compare_name
-from .visualize import compare as compare_grid
+from .visualize import bottleneck_report, save_compare
 
 console = Console(stderr=True)
-
-
-def _device(name: str) -> str:
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ReversenetError("--device cuda: no CUDA device is available (use --device cpu)")
-    return name
 
 
 def model_options(fn: Callable) -> Callable:
@@ -75,6 +67,40 @@ def cli(debug: bool) -> None:
     other variants of Mahendran & Vedaldi, "Salient deconvolutional networks"."""
 
 
+def _progress(enabled: bool) -> Progress:
+    return Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                    console=console, disable=not enabled, transient=True)  # fmt: skip
+
+
+def _run(config: RunConfig, **options) -> batch.Result:
+    """Run a config with a progress bar; report stray files and, at the end, failures."""
+    with _progress(console.is_terminal) as progress:
+        task = progress.add_task("planning", total=None)
+        result = batch.run(config, progress=lambda what, done, total: progress.update(task, description=what,
+                           completed=done, total=total), **options)  # fmt: skip
+    for line in result.stray:
+        console.print(f"[yellow]warning:[/] {line}", highlight=False)
+    return result
+
+
+def _summary(result: batch.Result) -> None:
+    """One line on what was made; the failures, one line each, then exit 1 if any. A run
+    that made nothing fails with its error alone."""
+    failed = result.failed
+    if failed and not (result.written or result.current):
+        first = failed[0]["error"]
+        raise ReversenetError(first if len(failed) == 1 else f"all {len(failed)} photos failed; the first: {first}")
+    n, files = result.photos_current, result.current
+    skipped = f" ({n} photo{'s' * (n != 1)} already done, {files} file{'s' * (files != 1)} current: skipped, --force redoes them)"
+    console.print(f"wrote {result.written} file{'s' * (result.written != 1)} to {result.out}/"
+                  + (skipped if files else ""), highlight=False)  # fmt: skip
+    for failure in failed:
+        console.print(f"failed: {failure['photo']} ({failure['model']}): {failure['error']}", highlight=False, soft_wrap=True)
+    if failed:
+        photos = len({f["photo"] for f in failed})
+        raise ReversenetError(f"{photos} photo{'s' * (photos != 1)} failed, the others are done; see {result.out}/manifest.jsonl")
+
+
 @cli.command()
 @model_options
 @reverse_options
@@ -83,13 +109,14 @@ def cli(debug: bool) -> None:
 @click.option("--image", "-i", "image_specs", multiple=True,
               help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
-              help="Folder for the PNGs.")
+              help="Folder for the PNGs and their manifest.jsonl.")
 @click.option("--raw", is_flag=True, help="Also save each float result as .npy.")
-@click.option("--force", is_flag=True, help="Redo photos whose files all exist (by default they are skipped).")
+@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
 def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw, force) -> None:
     """Reverse a layer's activation to an image and save it as PNG.
 
-    A run that stops half way keeps every finished file; run it again to do the rest.
+    A rerun skips the files the manifest shows were made from the same photo with the same
+    parameters; a run that stops half way keeps every finished file.
 
     \b
     Examples:
@@ -98,28 +125,59 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
       reversenet visualize -w random -v all -i photos/ -i 'more/*.jpg' --select topk:4 --raw
       reversenet visualize -m vgg16 -w vgg16.pth -l fc8 --select class:tabby --render saliency
     """
-    names = [n for name in variant_names for n in (BUILTIN if name == "all" else [name])]
-    variants = [load_variant(v) for v in names]
-    parse_selector(select)
-    paths = images.find_images(image_specs) if image_specs else [images.sample_image()]
-    images.writable_folder(out)
-    network = load_network(model, weights, seed=seed, device=_device(device))
-    job = Job(layer or network.default_layer, tuple(variants), select, how, raw)
-    written = skipped = 0
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  console=console, disable=len(paths) < 2, transient=True) as progress:  # fmt: skip
-        task = progress.add_task("reversing", total=len(paths))
-        for path in paths:
-            progress.update(task, description=path.name)
-            if not force and all((out / n).exists() for n in job.names(network, path)):
-                skipped += 1
-            else:
-                for name, array in job.run(network, path, seed):
-                    (images.save_array if name.endswith(".npy") else images.save_png)(array, out / name)
-                    written += 1
-            progress.advance(task)
-    done = f" ({skipped} photo{'s' * (skipped != 1)} already done: skipped, --force redoes them)" if skipped else ""
-    console.print(f"wrote {written} file{'s' * (written != 1)} to {out}/{done}")
+    values = {"images": list(image_specs) or None, "model": model, "weights": weights, "seed": seed,
+              "layers": layer and [layer], "variants": list(variant_names), "select": select, "render": how,
+              "raw": raw, "device": device, "out": str(out), "report": False}  # fmt: skip
+    _summary(_run(load_config(values, source=""), force=force))
+
+
+@cli.command()
+@click.argument("config", type=click.Path(path_type=Path))
+@click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
+              help="Override a config key, the value read as YAML: --set weights=random --set 'layers=[conv3, pool5]'.")
+@click.option("--dry-run", is_flag=True, help="Print what would be computed, per model, layer, variant and selector.")
+@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
+@click.option("--shard", default=None, metavar="I/N",
+              help="Compute the I-th of N shares (I from 0), e.g. in a job array; then run once with --merge.")
+@click.option("--merge", is_flag=True, help="Merge the shards' manifests, draw the montages, tables and index.html.")
+def run(config, sets, dry_run, force, shard, merge) -> None:
+    """Run a config: many photos, models, layers, variants and selectors, one forward pass per
+    batch; a manifest, montages, tables and an index.html in the output folder.
+
+    Launched by torchrun, each process takes its share of the photos. A rerun skips what is
+    current; a killed run loses nothing finished.
+
+    \b
+    Examples:
+      reversenet run configs/experiments/fig3-eight-variants.yaml --set weights=random
+      reversenet run my.yaml --set images=photos/ --dry-run
+      torchrun --nproc_per_node 2 -m reversenet run my.yaml
+      reversenet run my.yaml --shard 0/4     (and 1/4, 2/4, 3/4), then: reversenet run my.yaml --merge
+    """
+    cfg = load_config(config, parse_set(sets))
+    if dry_run:
+        counts = batch.dry_run(cfg)
+        table = Table("model", "layer", "variant", "select", "files", "current", "to compute",
+                      title=f"{config}: {counts.photos} photos")  # fmt: skip
+        for row in counts.rows:
+            table.add_row(*row[:4], *(f"{v:,}" for v in row[4:]))
+        Console().print(table)
+        return
+    if shard and merge:
+        raise UsageError("--shard and --merge go in separate calls: each shard, then one --merge")
+    result = _run(cfg, force=force, shard=parse_shard(shard) if shard else None, merge=merge)
+    for t in result.tables:
+        rows = [[f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v) for v in row] for row in t["rows"]]
+        table = Table(*t["columns"], title=t["title"], title_justify="left")
+        for row in rows:
+            table.add_row(*row)
+        widths = [max(len(c) for c in column) for column in zip(t["columns"], *rows)]
+        Console(width=max(Console().width, sum(widths) + 3 * len(widths) + 1)).print(table)  # columns never cut
+    if not result.finished:
+        console.print(f"shard done; when all are, run: reversenet run {config} --merge", highlight=False)
+    elif cfg.report and (result.out / "index.html").exists():
+        console.print(f"report: {result.out / 'index.html'}", highlight=False)
+    _summary(result)
 
 
 @cli.command()
@@ -127,8 +185,9 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
 @reverse_options
 @click.option("--image", "-i", "image_spec", default=None, help="Image file. Default: the bundled sample photo.")
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="PNG file. Default: reversenet-out/<image>_<model>_<layer>_compare.png")
-def compare(model, weights, seed, device, layer, select, how, image_spec, out) -> None:
+              help="PNG file. Default: reversenet-out/<photo>_<model>_<layer>_compare.png")
+@click.option("--force", is_flag=True, help="Recompute the grid when it is current.")
+def compare(model, weights, seed, device, layer, select, how, image_spec, out, force) -> None:
     """All eight variants of one image in a labelled 2×4 grid (the paper's Fig. 3).
 
     \b
@@ -138,12 +197,10 @@ def compare(model, weights, seed, device, layer, select, how, image_spec, out) -
     """
     parse_selector(select)
     path = images.find_images([image_spec])[0] if image_spec else images.sample_image()
-    network = load_network(model, weights, seed=seed, device=_device(device))
-    layer = layer or network.default_layer
-    out = out or Path("reversenet-out") / compare_name(network, path, layer)
-    images.writable_folder(out.parent)
-    images.save_png(compare_grid(network, path, layer=layer, select=select, how=how, seed=seed), out)
-    console.print(f"wrote {out}")
+    network = load_network(model, weights, seed=seed, device=pick_device(device))
+    target, fresh = save_compare(network, path, weights=weights, layer=layer, select=select, how=how, seed=seed,
+                                 out=out, force=force)  # fmt: skip
+    console.print(f"wrote {target}" if fresh else f"{target} is current: skipped (--force redoes it)", highlight=False)
 
 
 @cli.command()
@@ -207,7 +264,7 @@ def inspect(model, weights, seed, device, layer, variant) -> None:
       reversenet inspect -m resnet50 -w random -l layer4 -v salinet-center
     """
     load_variant(variant)
-    network = load_network(model, weights, seed=seed, device=_device(device))
+    network = load_network(model, weights, seed=seed, device=pick_device(device))
     rows = bottleneck_report(network, layer=layer or network.default_layer, variant=variant)
     table = Table(title=f"{model}, {rows.layer}, {variant}: the information bottleneck per image")
     for column in ("layer", "type", "rule", "bottleneck bits", "input activation bits"):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -39,19 +39,24 @@ def _tile(r: Any, k: int, n: int) -> Any:
 
 
 class Recording:
-    """The forward pass of `model` on `x` up to `layer`, and its bottleneck.
+    """The forward pass of `model` on `x` up to one or several layers, and its bottleneck.
 
-    ``activation`` is the layer's output. ``reverse`` runs any signal of that
-    shape back to the input through the reversed network of a variant, reusing the
-    recorded bottleneck (ReLU masks, pooling switches, ...).
+    ``activations`` maps each recorded layer to its output (``activation`` when there
+    is one layer). ``reverse`` runs any signal of a layer's shape back to the input
+    through the reversed network of a variant, reusing the recorded bottleneck (ReLU
+    masks, pooling switches, ...): one forward pass serves every layer, variant and
+    selector recorded.
+
+    `model` may be a :class:`~reversenet.graph.Graph` already traced, so that a model
+    used for many batches is traced once.
     """
 
     def __init__(
         self,
-        model: nn.Module,
+        model: nn.Module | Graph,
         x: Tensor,
         *,
-        layer: str,
+        layer: str | Sequence[str],
         variants: Iterable[VariantSpec] = BUILTIN,
         aliases: dict[str, str] | None = None,
     ):
@@ -60,10 +65,13 @@ class Recording:
             raise UsageError(f"x must be a float tensor (N, C, H, W), got {got}")
         if not torch.isfinite(x).all():
             raise UsageError("x has NaN or Inf values")
-        self.layer = layer
-        self.graph = Graph(model, aliases)
-        self.target = self.graph.resolve(layer)
-        self.steps = self.graph.path(self.target)
+        self.layers = [layer] if isinstance(layer, str) else list(dict.fromkeys(layer))
+        if not self.layers:
+            raise UsageError("record at least one layer")
+        self.graph = model if isinstance(model, Graph) else Graph(model, aliases)
+        self.targets = {name: self.graph.resolve(name) for name in self.layers}
+        self.steps = self.graph.path(*self.targets.values())
+        self._on_path = {t: {s.node for s in self.graph.path(t)} for t in set(self.targets.values())}
         variants = [load_variant(v) for v in variants]
         if not variants:
             raise UsageError("record at least one variant")
@@ -71,20 +79,36 @@ class Recording:
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
         self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
         self.input_shape = tuple(x.shape)
-        self.activation = self._forward(x, variants)
+        self.activations = self._forward(x, variants)
 
-    def _forward(self, x: Tensor, variants: list[Variant]) -> Tensor:
+    @property
+    def layer(self) -> str:
+        """The recorded layer, when there is one."""
+        if len(self.layers) > 1:
+            raise UsageError(f"this recording holds {len(self.layers)} layers; name one: {', '.join(self.layers)}")
+        return self.layers[0]
+
+    @property
+    def activation(self) -> Tensor:
+        """The recorded layer's output, when there is one layer."""
+        return self.activations[self.layer]
+
+    def _forward(self, x: Tensor, variants: list[Variant]) -> dict[str, Tensor]:
         last_use = {n: i for i, step in enumerate(self.steps) for n in step.inputs}
         values: dict[fx.Node, Any] = {self.graph.input: x}
+        kept: dict[fx.Node, Any] = {}
         with torch.no_grad():
             for i, step in enumerate(self.steps):
                 values[step.node] = self._run(step, values, variants)
+                if step.node in self._on_path:
+                    kept[step.node] = values[step.node]
                 for node in step.inputs:
                     if last_use[node] == i:
                         values.pop(node, None)
-        out = values[self.target]
-        if not isinstance(out, Tensor):
-            raise UsageError(f"layer {self.layer!r} outputs {type(out).__name__}, not a tensor")
+        out = {name: kept.get(node, x) for name, node in self.targets.items()}
+        for name, y in out.items():
+            if not isinstance(y, Tensor):
+                raise UsageError(f"layer {name!r} outputs {type(y).__name__}, not a tensor")
         return out
 
     def _run(self, step: Step, values: dict[fx.Node, Any], variants: list[Variant]) -> Any:
@@ -122,31 +146,37 @@ class Recording:
             )
         return rule
 
-    def rules(self, variant: VariantSpec) -> list[tuple[Step, Rule]]:
-        """The rule that `variant` applies at each step of the path, input first."""
+    def rules(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule]]:
+        """The rule that `variant` applies at each step of the path to `layer`, input first."""
         variant = load_variant(variant)
-        return [(s, self._rule(s, variant)) for s in self.steps if s.node in self._tensor_inputs]
+        on_path = self._on_path[self.targets[layer or self.layer]]
+        return [(s, self._rule(s, variant)) for s in self.steps if s.node in self._tensor_inputs and s.node in on_path]
 
-    def bottleneck_bits(self, variant: VariantSpec) -> list[tuple[Step, Rule, float]]:
+    def bottleneck_bits(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule, float]]:
         """Per step, the rule `variant` applies and its bottleneck's size in bits per
         image (a ReLU mask: 1 bit per element; switches: log2(window) per output)."""
         n = self.input_shape[0]
         return [(step, rule, rule.bits(step.op, self._bottleneck[_key(step, rule)]) / n)
-                for step, rule in self.rules(variant)]  # fmt: skip
+                for step, rule in self.rules(variant, layer)]  # fmt: skip
 
-    def reverse(self, signal: Tensor, variant: VariantSpec = "desalinet") -> Tensor:
-        """Run `signal` back to the input through the reversed network of `variant`.
+    def reverse(self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None) -> Tensor:
+        """Run `signal` back to the input from `layer` through the reversed network of
+        `variant` (`layer` may be left out when one layer was recorded).
 
         `signal` has the activation's shape (N, ...) or carries K signals per image,
         (K, N, ...); the result is (N, C, H, W) or (K, N, C, H, W) accordingly.
         """
-        act = self.activation.shape
+        layer = layer or self.layer
+        if layer not in self.activations:
+            raise UsageError(f"layer {layer!r} was not recorded; recorded: {', '.join(self.layers)}")
+        activation = self.activations[layer]
+        act = activation.shape
         several = signal.dim() == len(act) + 1
         if tuple(signal.shape[several:]) != tuple(act):
             raise UsageError(f"signal shape {tuple(signal.shape)} does not match the layer's {tuple(act)}")
         k, n = (signal.shape[0] if several else 1), act[0]
-        grads = {self.target: signal.reshape(-1, *act[1:]).to(self.activation)}
-        plan = self.rules(variant)
+        grads = {self.targets[layer]: signal.reshape(-1, *act[1:]).to(activation)}
+        plan = self.rules(variant, layer)
         with torch.no_grad():
             for step, rule in reversed(plan):
                 grad = grads.pop(step.node, None)
@@ -170,14 +200,19 @@ class Recording:
             result = signal.new_zeros(k * n, *self.input_shape[1:])
         return result.view(k, *self.input_shape) if several else result
 
-    def select(self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0) -> Tensor:
-        """The signals `select` makes from the activation, shape (K, N, ...)."""
-        selector = parse_selector(select)
-        return selector.signals(self.activation, reverse=lambda e: self.reverse(e, variant), seed=seed)
+    def select(
+        self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0, layer: str | None = None
+    ) -> Tensor:
+        """The signals `select` makes from `layer`'s activation, shape (K, N, ...)."""
+        layer = layer or self.layer
+        reverse = lambda e: self.reverse(e, variant, layer=layer)
+        return parse_selector(select).signals(self.activations[layer], reverse=reverse, seed=seed)
 
-    def visualize(self, select: str | Selector = "max", variant: VariantSpec = "desalinet", *, seed: int = 0) -> Tensor:
+    def visualize(
+        self, select: str | Selector = "max", variant: VariantSpec = "desalinet", *, seed: int = 0, layer: str | None = None
+    ) -> Tensor:
         """Select, then reverse: (K, N, C, H, W)."""
-        return self.reverse(self.select(select, variant=variant, seed=seed), variant)
+        return self.reverse(self.select(select, variant=variant, seed=seed, layer=layer), variant, layer=layer)
 
 
 def _carries_tensors(value: Any) -> bool:
@@ -195,14 +230,15 @@ def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:
 
 
 def record(
-    model: nn.Module,
+    model: nn.Module | Graph,
     x: Tensor,
     *,
-    layer: str,
+    layer: str | Sequence[str],
     variants: Iterable[VariantSpec] = BUILTIN,
     aliases: dict[str, str] | None = None,
 ) -> Recording:
-    """Run `model` on `x` once, up to `layer`, recording what `variants` need."""
+    """Run `model` on `x` once, up to `layer` (or the deepest of several layers),
+    recording what `variants` need."""
     return Recording(model, x, layer=layer, variants=variants, aliases=aliases)
 
 

@@ -111,9 +111,9 @@ class Graph:
             return self.nodes[-1].args[0]
         raise unknown("layer", layer, self.names(), "`reversenet layers --model NAME`")
 
-    def path(self, target: fx.Node) -> list[Step]:
-        """The operations `target` depends on, in execution order."""
-        needed = {target}
+    def path(self, *targets: fx.Node) -> list[Step]:
+        """The operations the `targets` depend on, in execution order."""
+        needed = set(targets)
         for node in reversed(self.nodes):
             if node in needed:
                 needed.update(node.all_input_nodes)

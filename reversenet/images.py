@@ -26,19 +26,39 @@ def sample_image() -> Path:
     return Path(str(resources.files("reversenet.data") / "chelsea.jpg"))
 
 
-def find_images(specs: Iterable[str]) -> list[Path]:
-    """Files, folders (their images, sorted) and glob patterns, in the order given."""
+def _stray(path: Path) -> str | None:
+    """Why a file with an image's extension in a folder is not a photo, if it is not."""
+    if path.name.startswith("._"):
+        return "macOS metadata file"
+    if not path.is_file():
+        return "not a regular file"
+    return None
+
+
+def find_images(specs: Iterable[str], *, skipped: list[str] | None = None) -> list[Path]:
+    """Files, folders (their images, sorted) and glob patterns, in the order given.
+
+    In a folder or a glob, only regular files are photos: a sub-folder named like an image or
+    a macOS ``._`` file is left out, and said why in `skipped` when given."""
     found: list[Path] = []
     for spec in specs:
         path = Path(spec)
         if path.is_dir():
-            matches = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
+            named = sorted(p for p in path.iterdir() if p.suffix.lower() in EXTENSIONS)
+            matches = [p for p in named if not _stray(p)]
+            for p in named:
+                if _stray(p) and skipped is not None:
+                    skipped.append(f"{p}: {_stray(p)}, skipped")
             if not matches:
                 raise UsageError(f"no images in folder {spec} (looked for {', '.join(EXTENSIONS)})")
         elif path.exists():
             matches = [path]
         elif glob.has_magic(spec):
-            matches = [Path(p) for p in sorted(glob.glob(spec, recursive=True)) if Path(p).is_file()]
+            named = [Path(p) for p in sorted(glob.glob(spec, recursive=True))]
+            matches = [p for p in named if not _stray(p)]
+            for p in named:
+                if _stray(p) and skipped is not None and p.suffix.lower() in EXTENSIONS:
+                    skipped.append(f"{p}: {_stray(p)}, skipped")
             if not matches:
                 raise UsageError(f"no files match {spec}")
         else:
@@ -106,3 +126,13 @@ def save_png(rgb: np.ndarray, path: Path) -> None:
 def save_array(array: np.ndarray, path: Path) -> None:
     """Save a float array as .npy, atomically."""
     _write(path, lambda f: np.save(f, array))
+
+
+def save_bytes(data: bytes, path: Path) -> None:
+    """Save bytes, atomically."""
+    _write(path, lambda f: f.write(data))
+
+
+def save_text(text: str, path: Path) -> None:
+    """Save UTF-8 text (HTML, CSV, JSON), atomically."""
+    save_bytes(text.encode("utf-8"), path)

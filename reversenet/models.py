@@ -18,6 +18,7 @@ from torchvision.models import get_model, get_model_weights, list_models
 
 from .errors import ReversenetError, UsageError, first_line, unknown
 from .graph import Graph
+from .outputs import sha256_file
 
 
 @dataclass
@@ -86,6 +87,27 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
         _load(module, state, weights)
     module = module.eval().to(device)
     return Network(name, module, transform, paper_aliases(module), categories)
+
+
+def pick_device(name: str) -> str:
+    """``auto`` (CUDA when there is one), ``cpu`` or ``cuda``."""
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ReversenetError("device cuda: no CUDA device is available (use cpu)")
+    return name
+
+
+def weights_identity(name: str, weights: str) -> dict[str, str]:
+    """What the weights are, for a manifest: ``random``, torchvision's name for them
+    (``VGG16_Weights.IMAGENET1K_V1``), or a file's absolute path and sha256."""
+    if weights == "random":
+        return {"weights": "random"}
+    if Path(weights).is_file():
+        return {"weights": str(Path(weights).resolve()), "weights_sha256": sha256_file(Path(weights))}
+    if ":" in name:
+        return {"weights": weights}
+    return {"weights": str(get_model_weights(name)[weights])}
 
 
 # Built as torchvision builds them for ImageNet weights: the input transform of the

@@ -62,11 +62,13 @@ def heat(s: Tensor) -> np.ndarray:
 
 
 def _mapped(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, np.ndarray | None], Rendered]:
-    return lambda v, photo=None: [("", _to_uint8(fn(v)))]
+    (suffix,) = SUFFIXES[fn.__name__]
+    return lambda v, photo=None: [(suffix, _to_uint8(fn(v)))]
 
 
-# The pictures each renderer makes (with a photo to overlay), as file-name suffixes.
-SUFFIXES = {"paper": ("",), "gamma": ("",), "minmax": ("",), "saliency": ("-saliency", "-overlay")}
+# The pictures each renderer makes (with a photo to overlay), as file-name suffixes: the
+# paper's own rendering is the plain name, so that several renderers never share a file.
+SUFFIXES = {"paper": ("",), "gamma": ("-gamma",), "minmax": ("-minmax",), "saliency": ("-saliency", "-overlay")}
 
 
 def _saliency(v: Tensor, photo: np.ndarray | None = None) -> Rendered:

@@ -28,7 +28,11 @@ Reverse = Callable[[Tensor], Tensor]
 
 
 class Selector:
-    """Makes the signals (K, N, ...) to reverse from a layer's output y (N, ...)."""
+    """Makes the signals (K, N, ...) to reverse from a layer's output y (N, ...).
+
+    Random selectors draw the same way for every image of a batch, from `seed` alone,
+    so an image's result does not depend on the batch it was computed in.
+    """
 
     multiple = False  # True when K can exceed one
 
@@ -99,7 +103,7 @@ class Random(Selector):
 
     def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
         n, size = y.shape[0], y[0].numel()
-        order = torch.stack([torch.randperm(size, generator=_generator(seed + i)) for i in range(n)])
+        order = torch.randperm(size, generator=_generator(seed)).expand(n, size)
         chosen = torch.full((n,), -1, dtype=torch.long)
         for start in range(0, min(self.tries, size), self.batch):
             candidates = order[:, start : start + self.batch].T.to(y.device)  # (B, N)
@@ -116,14 +120,14 @@ class Random(Selector):
 @dataclass(frozen=True)
 class Mixture(Selector):
     def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
-        w = torch.rand(y.shape, generator=_generator(seed), dtype=y.dtype)
-        return (w / w.flatten(1).sum(1).view(-1, *[1] * (y.dim() - 1))).to(y.device)[None]
+        w = torch.rand(y.shape[1:], generator=_generator(seed), dtype=y.dtype)
+        return (w / w.sum()).expand_as(y).to(y.device)[None]
 
 
 @dataclass(frozen=True)
 class Noise(Selector):
     def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
-        return torch.randn(y.shape, generator=_generator(seed), dtype=y.dtype).abs().to(y.device)[None]
+        return torch.randn(y.shape[1:], generator=_generator(seed), dtype=y.dtype).abs().expand_as(y).to(y.device)[None]
 
 
 @dataclass(frozen=True)

@@ -1,9 +1,9 @@
-"""From a photo to pictures: the jobs behind `reversenet visualize` and `compare`."""
+"""One photo's pictures in memory: the eight variants' grid of `reversenet compare`, and the
+bottleneck report of `reversenet inspect`."""
 
 from __future__ import annotations
 
 import math
-import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,14 +12,12 @@ import torch
 from torch import Tensor
 
 from .engine import Recording, VariantSpec
-from .errors import ReversenetError
-from .images import load_image, sample_image
-from .models import Network
+from .images import load_image, sample_image, save_png, writable_folder
+from .models import Network, weights_identity
+from .outputs import Manifest, Output, photo_ids, sha256_file, slug, versions
 from .render import SUFFIXES, grid, render
 from .selectors import Selector, parse_selector
-from .variants import BUILTIN, Variant
-
-Output = tuple[str, np.ndarray]  # (file name, picture uint8 (H, W, 3) or raw float (C, H, W))
+from .variants import BUILTIN
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
@@ -28,60 +26,6 @@ def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
     x = network.transform(load_image(path))[None].to(device)
     photo = (network.denormalise(x[0]) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
     return x, photo
-
-
-def _slug(text: str) -> str:
-    return re.sub(r"[^A-Za-z0-9._-]+", "-", text).strip("-")
-
-
-def _stem(image: Path, network: Network, layer: str, what: str) -> str:
-    return "_".join(_slug(s) for s in (image.stem, network.name, layer, what))
-
-
-def compare_name(network: Network, image: Path, layer: str) -> str:
-    """The file `compare` makes by default: <photo>_<model>_<layer>_compare.png"""
-    return _stem(image, network, layer, "compare") + ".png"
-
-
-@dataclass(frozen=True)
-class Job:
-    """What `reversenet visualize` makes of each photo: every variant's reversed image
-    at `layer`, rendered (and with `raw`, saved as floats), from one forward pass."""
-
-    layer: str
-    variants: tuple[Variant, ...]
-    select: str | Selector = "max"
-    how: str = "paper"
-    raw: bool = False
-
-    def names(self, network: Network, image: Path) -> list[str]:
-        """The files for one photo, in `run`'s order:
-        <photo>_<model>_<layer>_<variant>[_<selector>][_<k>][<renderer suffix>].png|.npy"""
-        selector = parse_selector(self.select)
-        tag = "" if self.select == "max" else "_" + _slug(str(self.select))
-        names = []
-        for variant in self.variants:
-            stem = _stem(image, network, self.layer, variant.name) + tag
-            for k in range(selector.k if selector.multiple else 1):
-                numbered = f"{stem}_{k + 1}" if selector.multiple else stem
-                names += [f"{numbered}{suffix}.png" for suffix in SUFFIXES[self.how]]
-                names += [f"{numbered}.npy"] if self.raw else []
-        return names
-
-    def run(self, network: Network, image: Path, seed: int = 0) -> list[Output]:
-        """The pictures (and raw results) for one photo, named by `names`."""
-        selector = parse_selector(self.select)
-        x, photo = prepare(network, image)
-        rec = Recording(network.module, x, layer=self.layer, variants=self.variants, aliases=network.aliases)
-        arrays: list[np.ndarray] = []
-        for variant in self.variants:
-            images = rec.visualize(selector, variant, seed=seed)[:, 0]
-            if not torch.isfinite(images).all():
-                raise ReversenetError(f"{variant.name} of {image.name} overflowed: its image has Inf or NaN values")
-            for result in images:
-                arrays += [picture for _, picture in render(result, self.how, photo)]
-                arrays += [result.float().cpu().numpy()] if self.raw else []
-        return list(zip(self.names(network, image), arrays, strict=True))
 
 
 def compare(
@@ -107,6 +51,42 @@ def compare(
         row_titles=["pool: switches", "pool: centre"],
         title=f"{image.name} · {network.name} · {layer} · {select}",
     )
+
+
+def save_compare(
+    network: Network,
+    image: Path,
+    *,
+    weights: str,
+    layer: str | None = None,
+    select: str = "max",
+    how: str = "paper",
+    seed: int = 0,
+    out: Path | None = None,
+    force: bool = False,
+) -> tuple[Path, bool]:
+    """Write `compare`'s grid to `out` (default:
+    reversenet-out/<photo>_<model>_<layer>[_<selector>]_compare[-<renderer>].png),
+    recorded in that folder's manifest, unless the manifest shows it current.
+    Returns the file and whether it was written."""
+    layer = layer or network.default_layer
+    folder = out.parent if out else Path("reversenet-out")
+    writable_folder(folder)
+    manifest = Manifest(folder)
+    photo = image.resolve()
+    photo_id = photo_ids([photo], manifest.photo_ids())[photo]
+    tag = "" if select == "max" else "_" + slug(select)
+    name = out.name if out else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
+    params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
+              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(BUILTIN),
+              "select": select, "render": how, **versions()}  # fmt: skip
+    output = Output(name, "montage", params)
+    if not force and manifest.current(output):
+        return folder / name, False
+    save_png(compare(network, image, layer=layer, select=select, how=how, seed=seed), folder / name)
+    manifest.add(output)
+    manifest.merge()
+    return folder / name, True
 
 
 @dataclass

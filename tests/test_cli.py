@@ -14,7 +14,8 @@ from PIL import Image
 
 
 def files(folder) -> list[str]:
-    return sorted(p.name for p in folder.iterdir()) if folder.exists() else []
+    """The outputs in `folder`, without the manifest that records them."""
+    return sorted(p.name for p in folder.iterdir() if p.name != "manifest.jsonl") if folder.exists() else []
 
 
 def assert_one_line_error(code: int, err: str, status: int, *fragments: str) -> None:
@@ -29,7 +30,7 @@ def assert_one_line_error(code: int, err: str, status: int, *fragments: str) -> 
 def test_visualize_defaults_write_the_sample_photo(run, tmp_path):
     code, _, err = run("visualize", "--variant", "desalinet", "--weights", "random")
     assert code == 0, err
-    (png,) = (tmp_path / "reversenet-out").iterdir()
+    (png,) = (tmp_path / "reversenet-out").glob("*.png")
     assert png.name == "chelsea_vgg16_pool5_desalinet.png"
     image = Image.open(png)
     assert image.size == (224, 224) and image.mode == "RGB"
