@@ -217,8 +217,8 @@ def execute(p: Plan, *, force: bool = False, progress: Progress | None = None) -
     files current (skipped), the photos (per model) whose files were all current, and the
     photos that failed (recorded in the manifest unless nothing at all was made)."""
     manifest = Manifest(p.out, None if p.world == 1 else (p.rank, p.world))
-    remove_temporaries(p.out)
     mine = [photo for batch in p.batches() for photo in batch]
+    remove_temporaries(p.out, (o.file for photo in mine for m in p.models for o in p.outputs(photo, m)))
     failures: dict[tuple[Path, str], str] = {}  # (photo, model) -> why
     for photo in mine:
         try:
@@ -341,12 +341,11 @@ def _batch(
                             save(output, result.float().cpu().numpy(), neuron)
                         else:
                             save(output, pictures[output.params["render"], output.params["picture"]], neuron)
-        if metric:
-            for n, (photo, _) in enumerate(group):
-                for output in wanted[photo].values():
-                    if output.kind == "metric" and output.params["layer"] == layer and output.params["variant"] == variant.name and (photo, network.name) not in failures:
-                        scores = montage.selectivity({s: r[:, n] for s, r in results.items()})
-                        save(output, json.dumps(scores, indent=1) + "\n")
+        for output in (o for o in group_needs if o.kind == "metric"):
+            n = next(i for i, (photo, _) in enumerate(group) if photo == Path(output.params["photo"]))
+            if (group[n][0], network.name) not in failures:
+                scores = montage.selectivity({s: r[:, n] for s, r in results.items()})
+                save(output, json.dumps(scores, indent=1) + "\n")
     return written
 
 
@@ -374,6 +373,7 @@ def finish(p: Plan) -> tuple[list[dict], list[dict]]:
     photos = {str(photo) for photo in p.photos}
     failed = [r for r in manifest.failed.values() if r.get("photo") in photos]
     tables = montage.tables(p, rows)
+    remove_temporaries(p.out, [f for f in merged if f.startswith(("montages/", "tables/"))])
     made = montage.montages(p, rows, manifest) + [montage.save_table(p, t, manifest) for t in tables]
     manifest.merge()
     if p.config.report:

@@ -199,7 +199,14 @@ def _read(path: Path) -> list[dict]:
     return records
 
 
-def remove_temporaries(folder: Path) -> None:
-    """Delete the temporary files (``.<name>.<random>.tmp``) a killed run left in `folder`."""
-    for path in [*folder.glob(".*.tmp"), *folder.glob("*/.*.tmp")]:
-        path.unlink(missing_ok=True)
+def remove_temporaries(folder: Path, files: Iterable[str]) -> None:
+    """Delete the temporary files (``.<name>.<random>.tmp``) a killed run left in `folder` for
+    `files` (paths relative to it). Only those: another process may be writing its own."""
+    mine = set(files)
+    for sub in {Path(f).parent for f in mine}:
+        if not (folder / sub).is_dir():
+            continue
+        for entry in os.scandir(folder / sub):
+            target = entry.name[1:].rsplit(".", 2)[0] if entry.name.startswith(".") and entry.name.endswith(".tmp") else None
+            if target and (sub / target).as_posix() in mine:
+                Path(entry.path).unlink(missing_ok=True)

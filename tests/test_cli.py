@@ -12,7 +12,6 @@ import torchvision
 from PIL import Image
 
 
-
 def files(folder) -> list[str]:
     """The outputs in `folder`, without the manifest that records them."""
     return sorted(p.name for p in folder.iterdir() if p.name != "manifest.jsonl") if folder.exists() else []

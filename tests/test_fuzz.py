@@ -10,7 +10,6 @@ import tempfile
 import urllib.error
 from pathlib import Path
 
-import pytest
 import torch
 import yaml
 from hypothesis import HealthCheck, assume, example, given, settings

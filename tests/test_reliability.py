@@ -13,7 +13,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torchvision
 from PIL import Image
 
 import reversenet
@@ -117,7 +116,7 @@ def test_folder_with_no_images(run, tmp_path):
 @pytest.mark.parametrize("mode", ["L", "RGBA", "P", "I;16"])
 def test_unusual_modes_work(run, tmp_path, mode):
     photo = Image.open(sample_image())
-    image = Image.fromarray((np.asarray(photo.convert("L"), dtype=np.uint16) * 257)) if mode == "I;16" else photo.convert(mode)
+    image = Image.fromarray(np.asarray(photo.convert("L"), dtype=np.uint16) * 257) if mode == "I;16" else photo.convert(mode)
     image.save(tmp_path / "odd.png")
     code, _, err = run(*VISUALIZE, "-i", "odd.png")
     assert code == 0, err
