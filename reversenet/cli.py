@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -317,6 +318,8 @@ def main() -> None:
     """Entry point: errors become one line on stderr and an exit status (2 usage, 1 failure)."""
     args = sys.argv[1:]
     debug = "--debug" in args
+    # SIGTERM (a scheduler's stop) unwinds like Ctrl-C: the file being written is removed.
+    signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
     try:  # --debug is taken anywhere on the line, not only before the command
         cli.main(args=[a for a in args if a != "--debug"], prog_name="reversenet", standalone_mode=False)
     except click.exceptions.Abort:
