@@ -124,7 +124,6 @@ class RunConfig:
     values: dict[str, Any]
     source: str = "config"
     lines: dict[str, str] = field(default_factory=dict)
-    text: str = ""
 
     def __getattr__(self, key: str) -> Any:
         try:
@@ -166,9 +165,9 @@ def load_config(
     if isinstance(config, RunConfig):
         return load_config({**config.values, **overrides}, source=config.source) if overrides else config
     if isinstance(config, Mapping):
-        raw, lines, text = {k: v for k, v in config.items() if v is not None}, {}, ""
+        raw, lines = {k: v for k, v in config.items() if v is not None}, {}
     else:
-        raw, source, lines, text = _read(Path(config))
+        raw, source, lines = _read(Path(config))
     for key, value in (overrides or {}).items():
         raw[key] = value
         lines[key] = f"--set {key}"
@@ -187,7 +186,7 @@ def load_config(
             values[key] = check(raw[key])
         except Invalid as exc:
             raise UsageError(_at(lines.get(key, source), key, str(exc))) from None
-    return RunConfig(values, source, lines, text)
+    return RunConfig(values, source, lines)
 
 
 def experiments() -> list[str]:
@@ -196,7 +195,7 @@ def experiments() -> list[str]:
                   if p.name.endswith(".yaml"))  # fmt: skip
 
 
-def _read(path: Path) -> tuple[dict, str, dict[str, str], str]:
+def _read(path: Path) -> tuple[dict, str, dict[str, str]]:
     if not path.exists() and str(path) in experiments():
         path = Path(str(resources.files("reversenet.configs.experiments") / f"{path}.yaml"))
     try:
@@ -218,7 +217,7 @@ def _read(path: Path) -> tuple[dict, str, dict[str, str], str]:
     if not isinstance(raw, dict) or not isinstance(root, yaml.MappingNode):
         raise UsageError(f"{path}:1: a config is a mapping of keys (images, model, layers, ...) to values")
     lines = {k.value: f"{path}:{k.start_mark.line + 1}" for k, _ in root.value if isinstance(k, yaml.ScalarNode)}
-    return raw, str(path), lines, text
+    return raw, str(path), lines
 
 
 def parse_set(items: tuple[str, ...]) -> dict[str, Any]:
