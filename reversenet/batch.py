@@ -280,7 +280,7 @@ def _batch(
     network, seed = model.network, p.config.seed
     device = next(network.module.parameters(), torch.empty(0)).device
     x = torch.stack([x for _, x in group]).to(device)
-    shown = [(network.denormalise(xi) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy() for xi in x]
+    shown = [network.picture(xi) for xi in x]
     wanted = {photo: {o.file: o for o in outputs} for photo, outputs in todo.items()}
     written = 0
 
@@ -359,30 +359,30 @@ def _neuron(signal: Tensor) -> list[int] | None:
 
 def _photo_picture(network: Network, x: Tensor, what: str, seed: int) -> np.ndarray:
     if what == "fourier":
-        back = network.denormalise(fourier(x).to(x.dtype))
-        return (back * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
+        return network.picture(fourier(x).to(x.dtype))
     return render(phase(x, seed), "paper")[0][1]
 
 
 def finish(p: Plan) -> tuple[list[dict], list[dict]]:
     """Merge the manifest, then draw the montages, the tables and index.html (rank 0 or --merge).
     Returns this run's manifest rows and its tables."""
-    manifest = Manifest(p.out)
-    merged = {r["file"]: r for r in manifest.merge() if r.get("file")}
-    rows = [merged[o.file] for photo in p.photos for m in p.models for o in p.outputs(photo, m) if o.file in merged]
+    manifest = Manifest(p.out)  # every rank's part
+    records = manifest.records
+    rows = [records[o.file] for photo in p.photos for m in p.models for o in p.outputs(photo, m)
+            if o.file in records and (p.out / o.file).is_file()]  # fmt: skip
     photos = {str(photo) for photo in p.photos}
     failed = [r for r in manifest.failed.values() if r.get("photo") in photos]
     tables = montage.tables(p, rows)
-    remove_temporaries(p.out, [f for f in merged if f.startswith(("montages/", "tables/"))])
+    remove_temporaries(p.out, [f for f in records if f.startswith(("montages/", "tables/"))])
     made = montage.montages(p, rows, manifest) + [montage.save_table(p, t, manifest) for t in tables]
-    manifest.merge()
+    manifest.merge()  # one manifest.jsonl, the parts removed
     if p.config.report:
         from .report import write_report
 
         write_report(p.out, title=Path(p.config.source).stem, config_text=p.config.shown(), records=rows + failed,
                      montages=[{"file": m["file"], "title": m["title"]} for m in made if m["kind"] == "montage"],
                      tables=tables)  # fmt: skip
-    return rows + [m for m in made] + failed, tables
+    return rows + made + failed, tables
 
 
 @dataclass

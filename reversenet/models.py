@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+import numpy as np
 import torch
 import torchvision
 from torch import Tensor, nn
@@ -19,6 +20,7 @@ from torchvision.models import get_model, get_model_weights, list_models
 from .errors import ReversenetError, UsageError, first_line, unknown
 from .graph import Graph
 from .outputs import sha256_file
+from .render import to_uint8
 
 
 @dataclass
@@ -48,6 +50,10 @@ class Network:
         mean = torch.tensor(self.transform.mean).view(-1, 1, 1).to(x)
         std = torch.tensor(self.transform.std).view(-1, 1, 1).to(x)
         return (x * std + mean).clamp(0, 1)
+
+    def picture(self, x: Tensor) -> np.ndarray:
+        """The network input (C, H, W) as the photo it shows, (H, W, 3) uint8."""
+        return to_uint8(self.denormalise(x))
 
 
 def torchvision_names() -> list[str]:

@@ -22,7 +22,7 @@ from torch import Tensor
 Rendered = list[tuple[str, np.ndarray]]  # (file-name suffix, uint8 picture)
 
 
-def _to_uint8(v: Tensor) -> np.ndarray:
+def to_uint8(v: Tensor) -> np.ndarray:
     """(C, H, W) in [0, 1] -> (H, W, 3) uint8; one channel is shown as grey."""
     v = v.expand(3, -1, -1) if v.shape[0] == 1 else v
     return (v.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
@@ -63,7 +63,7 @@ def heat(s: Tensor) -> np.ndarray:
 
 def _mapped(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, np.ndarray | None], Rendered]:
     (suffix,) = SUFFIXES[fn.__name__]
-    return lambda v, photo=None: [(suffix, _to_uint8(fn(v)))]
+    return lambda v, photo=None: [(suffix, to_uint8(fn(v)))]
 
 
 # The pictures each renderer makes (with a photo to overlay), as file-name suffixes: the

@@ -24,8 +24,7 @@ def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
     """The network input (1, C, H, W) for a photo, and the photo as the network sees it."""
     device = next(network.module.parameters(), torch.empty(0)).device
     x = network.transform(load_image(path))[None].to(device)
-    photo = (network.denormalise(x[0]) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
-    return x, photo
+    return x, network.picture(x[0])
 
 
 def compare(
