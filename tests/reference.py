@@ -1,5 +1,5 @@
 """An independent oracle: autograd through the model's own forward, with the backward
-of ReLU (and ReLU6), max pooling and LRN replaced as DESIGN.md defines each variant.
+of ReLU (and ReLU6), max pooling and LRN replaced as docs/design.md defines each variant.
 
 Nothing here uses reversenet's engine, graph or rules. The replacement is a
 TorchFunctionMode, so it catches modules (nn.ReLU calls F.relu) and functional
@@ -59,7 +59,7 @@ class _IdentityBackward(torch.autograd.Function):
 
 
 def centre_positions(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> list[int]:
-    """Brute force, from DESIGN.md: nominal centre start + d·(k//2), else the nearest
+    """Brute force, from docs/design.md §1: nominal centre start + d·(k//2), else the nearest
     window position inside the input."""
     out = []
     for u in range(n_out):

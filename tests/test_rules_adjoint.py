@@ -11,7 +11,7 @@ A is always built here WITHOUT the library's helpers:
 * MaxPool2d "switches": gather at the argmax of each window, found by brute force in
   Python loops (for the recorded forward input x, whose values are distinct);
 * MaxPool2d "center": gather at each window's centre, found by brute force following
-  DESIGN.md §1 (start = u·stride − padding, centre = start + dilation·(k // 2), moved to
+  docs/design.md §1 (start = u·stride − padding, centre = start + dilation·(k // 2), moved to
   the nearest tap of the window inside the input when it falls outside);
 * LocalResponseNorm "bp": the Jacobian-vector product of F.local_response_norm
   (forward-mode torch.func.jvp), plus a comparison with torch.func.vjp and with a
@@ -376,7 +376,7 @@ def taps(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> list[list[int
 
 
 def centres(n_in: int, n_out: int, k: int, s: int, p: int, d: int) -> list[int]:
-    """DESIGN.md §1: centre = start + d·(k // 2), clamped to the nearest window position
+    """docs/design.md §1: centre = start + d·(k // 2), clamped to the nearest window position
     inside the input when it lies outside."""
     out = []
     for u in range(n_out):

@@ -1,7 +1,7 @@
 """Small hand-computed cases for the reverse rules.
 
 Every expected tensor below is written out literally, worked out by hand from the
-definitions in DESIGN.md §1 (the comments show the working), not computed by the library.
+definitions in docs/design.md §1 (the comments show the working), not computed by the library.
 """
 
 from __future__ import annotations

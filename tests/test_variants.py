@@ -1,4 +1,4 @@
-"""Variant YAML files: the built-ins as DESIGN.md defines them, and schema errors."""
+"""Variant YAML files: the built-ins as docs/design.md §2 defines them, and schema errors."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import pytest
 from reversenet import UsageError, load_variant
 from reversenet.variants import BUILTIN
 
-EXPECTED = {  # DESIGN.md section 2
+EXPECTED = {  # docs/design.md §2
     "identity": ("identity", "switches", "identity"),
     "deconvnet": ("relu", "switches", "identity"),
     "salinet": ("bp", "switches", "bp"),
