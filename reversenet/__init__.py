@@ -2,17 +2,22 @@
 
     >>> import reversenet
     >>> image = reversenet.reverse(model, x, layer="features.30", variant="desalinet")
+    >>> masks = reversenet.segment(["photo.jpg"], "alexnet", methods=["salinet"])
     >>> rows = reversenet.run("configs/experiments/fig3-eight-variants.yaml", weights="random")
 """
 
 from .batch import run
 from .engine import Recording, record, reverse
 from .errors import ReversenetError, UsageError
+from .evaluation import Evaluation, evaluate
+from .fcn import fully_convolutional
+from .segmentation import Seeds, Segmenter, segment
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN as VARIANTS
 from .variants import Variant, load_variant
 
 __all__ = [
-    "VARIANTS", "Recording", "ReversenetError", "Selector", "UsageError", "Variant",
-    "load_variant", "parse_selector", "record", "reverse", "run",
+    "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Seeds", "Segmenter", "Selector", "UsageError",
+    "Variant", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record", "reverse", "run",
+    "segment",
 ]  # fmt: skip

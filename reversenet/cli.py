@@ -14,6 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from . import batch, images
+from . import evaluation as scoring
+from . import segmentation
 from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths
 from .errors import ReversenetError, UsageError, first_line
@@ -21,6 +23,7 @@ from .graph import Graph
 from .models import load_network, pick_device
 from .render import RENDERERS
 from .rules import FAMILIES
+from .segmentation import METHODS, Seeds
 from .selectors import parse_selector
 from .variants import BUILTIN, load_variant
 from .visualize import bottleneck_report, save_compare
@@ -202,6 +205,139 @@ def compare(model, weights, seed, device, layer, select, how, image_spec, out, f
     target, fresh = save_compare(network, path, weights=weights, layer=layer, select=select, how=how, seed=seed,
                                  out=out, force=force)  # fmt: skip
     console.print(f"wrote {target}" if fresh else f"{target} is current: skipped (--force redoes it)", highlight=False)
+
+
+def seed_options(fn: Callable) -> Callable:
+    """--size and GrabCut's seeds."""
+    default = Seeds()
+    options = [
+        click.option("--size", default=256, show_default=True, type=click.IntRange(1),
+                     help="Resize each photo so that its shorter side is this many pixels (bicubic, no crop)."),
+        click.option("--foreground", default=default.foreground, show_default=True, type=click.FloatRange(0, 1),
+                     help="Quantile of the saliency map above which pixels seed GrabCut as probable foreground."),
+        click.option("--background", default=default.background, show_default=True, type=click.FloatRange(0, 1),
+                     help="Quantile below which pixels seed it as probable background."),
+        click.option("--sure-foreground", default=default.sure_foreground, show_default=True,
+                     type=click.FloatRange(0, 1), help="Quantile above which pixels are fixed as foreground."),
+        click.option("--sure-background", default=default.sure_background, show_default=True,
+                     type=click.FloatRange(0, 1), help="Quantile below which pixels are fixed as background."),
+        click.option("--iterations", default=default.iterations, show_default=True, type=click.IntRange(1),
+                     help="GrabCut iterations."),
+    ]  # fmt: skip
+    for option in reversed(options):
+        fn = option(fn)
+    return fn
+
+
+def _seeds(options: dict) -> Seeds:
+    return Seeds(*(options[k] for k in ("foreground", "background", "sure_foreground", "sure_background",
+                                            "iterations")))  # fmt: skip
+
+
+_SEGMENT_LAYER = "Layer to reverse from. Default: the network's output (fc8), run fully convolutionally."
+_SEGMENT_SELECT = ("What to reverse: objectness (the top class's positive scores, the paper's Sect. 3.5) "
+                   "or any selector of visualize.")  # fmt: skip
+
+
+@cli.command()
+@model_options
+@click.option("--layer", "-l", default=None, help=_SEGMENT_LAYER)
+@click.option("--select", "-s", default="objectness", show_default=True, help=_SEGMENT_SELECT)
+@click.option("--variant", "-v", "methods", multiple=True, default=["salinet"], show_default=True,
+              help="Variant name, 'all', a YAML file, or 'gaussian' (the fixed baseline map); repeatable.")
+@click.option("--image", "-i", "image_specs", multiple=True,
+              help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
+              help="Folder for the masks, saliency maps, overlays and their manifest.jsonl.")
+@seed_options
+@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
+def segment(model, weights, seed, device, layer, select, methods, image_specs, out, force, **options) -> None:
+    """Foreground masks: a reversed network's saliency map seeds GrabCut (the paper's Sect. 3.5).
+
+    Per photo and variant: <photo>_<model>_<layer>_<variant>-mask.png (0/255, the photo's
+    size), -saliency.png and -overlay.png (the photo as the network saw it). A rerun
+    skips photos whose files are current.
+
+    \b
+    Examples:
+      reversenet segment --weights random
+      reversenet segment -m alexnet -w random -v salinet -v desalinet -v gaussian -i photos/
+    """
+    photos = images.find_images(image_specs or [str(images.sample_image())])
+    with _progress(console.is_terminal) as progress:
+        task = progress.add_task("segmenting", total=len(photos))
+        rows = segmentation.segment(photos, model, weights=weights, device=pick_device(device), methods=methods, out=out, layer=layer,
+                                    select=select, size=options["size"], seeds=_seeds(options), seed=seed, force=force,
+                                    progress=lambda done, total: progress.update(task, completed=done))  # fmt: skip
+    written = [r for r in rows if r.get("kind") != "failed"]
+    failed = [r for r in rows if r.get("kind") == "failed"]
+    current = len(photos) - len({r["photo"] for r in rows})
+    skipped = f" ({current} photo{'s' * (current != 1)} current: skipped, --force redoes them)" if current else ""
+    console.print(f"wrote {len(written)} file{'s' * (len(written) != 1)} to {out}/{skipped}", highlight=False)
+    for failure in failed:
+        console.print(f"failed: {failure['photo']}: {failure['error']}", highlight=False, soft_wrap=True)
+    if failed and not written and not current:
+        raise ReversenetError(failed[0]["error"])
+    if failed:
+        raise ReversenetError(f"{len(failed)} photo{'s' * (len(failed) != 1)} failed, the others are done")
+
+
+@cli.command()
+@model_options
+@click.option("--images", "images_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of photos.")
+@click.option("--masks", "masks_dir", required=True, type=click.Path(path_type=Path, file_okay=False),
+              help="Folder of ground-truth masks: <stem>.png, or <stem>_1.png, <stem>_2.png, ... (the best counts).")
+@click.option("--classes", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="CSV of stem,class lines. Default: classes.csv in --images or --masks, if any.")
+@click.option("--variant", "-v", "methods", multiple=True, default=list(METHODS), show_default=True,
+              help="Variant name, 'all' or a YAML file; repeatable. The Gaussian baseline always runs.")
+@click.option("--layer", "-l", default=None, help=_SEGMENT_LAYER)
+@click.option("--select", "-s", default="objectness", show_default=True, help=_SEGMENT_SELECT)
+@seed_options
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
+              help="Folder for results.csv (per image and method), summary.csv and problems.csv.")
+def evaluate(model, weights, seed, device, images_dir, masks_dir, classes, methods, layer, select, out,
+             **options) -> None:  # fmt: skip
+    """Score saliency-seeded GrabCut masks against ground truth, as the paper's Table 1.
+
+    Per-pixel accuracy (PP) and IoU in percent, per method: the variants asked and the
+    Gaussian baseline. Photos or masks that cannot be scored are listed and make the
+    exit status 1, after the others are scored.
+
+    \b
+    Examples:
+      reversenet evaluate -w random --images photos/ --masks masks/
+      reversenet evaluate -m alexnet --images imagenet/images --masks imagenet/masks -o table1/
+    """
+    with _progress(console.is_terminal) as progress:
+        task = progress.add_task("evaluating", total=None)
+        result = scoring.evaluate(images_dir, masks_dir, model, weights=weights, device=pick_device(device), methods=methods, classes=classes, out=out,
+                                  layer=layer, select=select, size=options["size"], seeds=_seeds(options), seed=seed,
+                                  progress=lambda done, total: progress.update(task, completed=done, total=total))  # fmt: skip
+    for note in result.notes[:5]:
+        console.print(f"[yellow]note:[/] {note}", highlight=False)
+    if len(result.notes) > 5:
+        console.print(f"[yellow]note:[/] ... and {len(result.notes) - 5} more", highlight=False)
+    summary = result.summary()
+    by_class = any("classes" in line for line in summary)
+    table = Table("method", "network", "PP", "IoU", "images", title=f"{result.network}: {masks_dir}")
+    if by_class:
+        for header in ("PP (class mean)", "IoU (class mean)", "classes"):
+            table.add_column(header, justify="right")
+    for line in summary:
+        cells = [line["method"], line["network"], f"{line['pp']:.2f}", f"{line['iou']:.2f}", str(line["images"])]
+        if by_class:
+            cells += [f"{line['pp_class']:.2f}", f"{line['iou_class']:.2f}", str(line["classes"])]
+        table.add_row(*cells)
+    Console().print(table)
+    console.print(f"wrote {out / 'results.csv'} and {out / 'summary.csv'}", highlight=False)
+    for problem in result.problems[:20]:
+        console.print(f"not scored: {problem['image']}: {problem['problem']}", highlight=False, soft_wrap=True)
+    if result.problems:
+        more = f" ({len(result.problems) - 20} more)" if len(result.problems) > 20 else ""
+        raise ReversenetError(f"{len(result.problems)} photos or masks could not be scored{more}, the others are; "
+                              f"see {out / 'problems.csv'}")  # fmt: skip
 
 
 @cli.command()

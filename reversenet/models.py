@@ -4,7 +4,9 @@ preprocessing and paper-style layer names."""
 from __future__ import annotations
 
 import importlib
+import os
 import pickle
+import sys
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -95,6 +97,11 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
     return Network(name, module, transform, paper_aliases(module), categories)
 
 
+def as_network(model: str | Network, weights: str = "DEFAULT", *, seed: int = 0, device: str = "cpu") -> Network:
+    """`model` itself when it is a Network, else the network of that name (see `load_network`)."""
+    return model if isinstance(model, Network) else load_network(model, weights, seed=seed, device=device)
+
+
 def pick_device(name: str) -> str:
     """``auto`` (CUDA when there is one), ``cpu`` or ``cuda``."""
     if name == "auto":
@@ -149,6 +156,8 @@ def _import_factory(spec: str) -> Callable[[], nn.Module]:
     module_name, _, attr = spec.partition(":")
     if not module_name or not attr.isidentifier():
         raise UsageError(f"model factory {spec!r}: write it as package.module:function")
+    if "" not in sys.path and os.getcwd() not in sys.path:  # the console script's path lacks it
+        sys.path.insert(0, os.getcwd())
     try:
         return getattr(importlib.import_module(module_name), attr)
     except (ImportError, AttributeError, ValueError) as exc:

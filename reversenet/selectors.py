@@ -11,6 +11,7 @@ Written as ``name`` or ``name:argument`` on the command line::
     noise            positive random input, |N(0,1)| per neuron
     full             the activations themselves
     class:I|NAME     a class of a classifier's output by index or ImageNet label
+    objectness       the top class's positive scores, for segmentation (design page §6)
 """
 
 from __future__ import annotations
@@ -157,6 +158,26 @@ class Class(Selector):
         return Channel(index).signals(y, reverse=reverse)
 
 
+@dataclass(frozen=True)
+class Objectness(Selector):
+    """The paper's input for segmentation (Sect. 3.5): of a score map (N, classes, H, W),
+    the channel that holds the largest score anywhere; e is 1 at each of its positions
+    whose score is > 0 and 0 elsewhere (1 at its maximum alone when no score is > 0).
+    On logits (N, classes) this is the top class's one-hot, as ``max``."""
+
+    def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        if y.dim() == 2:
+            return Max().signals(y, reverse=reverse)
+        if y.dim() != 4:
+            raise UsageError(f"selector 'objectness' needs class scores (N, classes[, H, W]), not {tuple(y.shape)}")
+        top = y.flatten(1).argmax(1) // y[0, 0].numel()
+        plane = y[torch.arange(y.shape[0]), top]
+        best = plane.flatten(1).amax(1).view(-1, 1, 1)
+        e = torch.zeros_like(y)
+        e[torch.arange(y.shape[0]), top] = ((plane > 0) | (plane == best)).to(y.dtype)
+        return e[None]
+
+
 @cache
 def imagenet_categories() -> tuple[str, ...]:
     """ImageNet-1k's label names, as torchvision's weights metadata gives them."""
@@ -182,7 +203,7 @@ def _ints(arg: str, spec: str) -> tuple[int, ...]:
     return values
 
 
-_NO_ARG = {"max": Max, "random": Random, "mixture": Mixture, "noise": Noise, "full": Full}
+_NO_ARG = {"max": Max, "random": Random, "mixture": Mixture, "noise": Noise, "full": Full, "objectness": Objectness}
 _WITH_ARG = {"neuron", "channel", "topk", "class"}
 NAMES = tuple(_NO_ARG) + tuple(sorted(_WITH_ARG))
 

@@ -17,3 +17,8 @@ def with_gelu() -> nn.Module:
 
 def not_a_module():
     return 42
+
+
+def softmax_head() -> nn.Module:
+    """A classifier whose head ends in a Softmax: it cannot become convolutions."""
+    return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5), nn.Softmax(1))

@@ -1,0 +1,231 @@
+"""Scoring masks against ground truth, as the paper's Table 1 (design page §6).
+
+Photos and masks pair by file stem: ``<stem>.png`` or several masks ``<stem>_1.png``,
+``<stem>_2.png``. A mask is read as binary: a file whose values are 0 and one other
+value (1, 255, ...) is foreground where it is not 0; any other file is read as
+foreground where its value is at least half its type's range (128 for 8 bits), and said
+so. Per image and method: per-pixel accuracy (PP, % of pixels where the estimated mask
+and the truth agree) and IoU of the foreground, in percent, with the estimated mask
+resized to the truth's size by nearest neighbour; where a photo has several masks, the
+one with the best IoU counts. Means over images and, with classes, over classes of the
+per-class means (the paper's averaging).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+from .errors import ReversenetError, UsageError, first_line
+from .images import EXTENSIONS, find_images, save_text, writable_folder
+from .models import Network, as_network
+from .segmentation import GAUSSIAN, METHODS, Seeds, Segmenter
+
+RESULTS = ("image", "class", "method", "network", "pp", "iou", "truth")
+
+
+def read_mask(path: Path) -> tuple[np.ndarray, str | None]:
+    """A ground-truth mask as booleans, and a note when it was not binary."""
+    try:
+        with Image.open(path) as image:
+            image.load()
+            values = np.asarray(image if image.mode in ("1", "L", "P", "I", "I;16") else image.convert("L"))
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ReversenetError(f"cannot read mask {path}: {first_line(exc)}") from exc
+    levels = np.unique(values)
+    if len(levels) == 1 or len(levels) == 2 and levels[0] == 0:
+        return values != 0, None
+    half = 128 if levels[-1] <= 255 else 32768  # 8 or 16 bits
+    return values >= half, f"{path.name} is not binary ({len(levels)} values): read as foreground where ≥ {half}"
+
+
+def scores(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
+    """(PP, IoU) in percent of a boolean mask against the truth, after resizing the
+    estimate to the truth's size by nearest neighbour."""
+    if estimate.shape != truth.shape:
+        estimate = cv2.resize(estimate.astype(np.uint8), truth.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT) > 0
+    union = np.count_nonzero(estimate | truth)
+    iou = 100.0 * np.count_nonzero(estimate & truth) / union if union else 100.0
+    return 100.0 * np.count_nonzero(estimate == truth) / truth.size, iou
+
+
+def pair(photos: Sequence[Path], masks: Sequence[Path]) -> tuple[dict[Path, list[Path]], list[Path]]:
+    """Each photo's masks (``stem.*``, ``stem_N.*``), and the masks of no photo."""
+    by_stem = {p.stem: p for p in photos}
+    found: dict[Path, list[Path]] = {p: [] for p in photos}
+    orphans = []
+    for mask in masks:
+        stem, _, number = mask.stem.rpartition("_")
+        owner = by_stem.get(mask.stem) or (by_stem.get(stem) if number.isdigit() else None)
+        if owner is None:
+            orphans.append(mask)
+        else:
+            found[owner].append(mask)
+    return found, orphans
+
+
+def read_classes(path: Path) -> dict[str, str]:
+    """stem -> class from a CSV of ``stem,class`` lines (a header line is allowed)."""
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise UsageError(f"cannot read {path}: {first_line(exc)}") from exc
+    classes = {}
+    for number, row in enumerate(csv.reader(io.StringIO(text)), 1):
+        if not row or number == 1 and [c.strip().lower() for c in row] == ["stem", "class"]:
+            continue
+        if len(row) != 2 or not row[0].strip():
+            raise UsageError(f"{path}:{number}: write each line as stem,class")
+        classes[row[0].strip()] = row[1].strip()
+    return classes
+
+
+@dataclass
+class Evaluation:
+    """Scores per image and method (`rows`, as in results.csv), the photos and masks that
+    could not be scored (`problems`: image, problem) and notes on how masks were read."""
+
+    network: str
+    methods: list[str]
+    rows: list[dict] = field(default_factory=list)
+    problems: list[dict] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    def summary(self) -> list[dict]:
+        """Per method: mean PP and IoU over images, and over classes of the per-class
+        means when the images carry classes (``pp_class``, ``iou_class``, ``classes``)."""
+        out = []
+        for method in self.methods:
+            rows = [r for r in self.rows if r["method"] == method]
+            line = {"method": method, "network": rows[0]["network"] if rows else "", "images": len(rows),
+                    "pp": _mean(r["pp"] for r in rows), "iou": _mean(r["iou"] for r in rows)}  # fmt: skip
+            per_class = defaultdict(list)
+            for r in rows:
+                if r["class"]:
+                    per_class[r["class"]].append(r)
+            if per_class:
+                line["classes"] = len(per_class)
+                for key in ("pp", "iou"):
+                    line[f"{key}_class"] = _mean(_mean(r[key] for r in group) for group in per_class.values())
+            out.append(line)
+        return out
+
+
+def _mean(values) -> float:
+    values = list(values)
+    return float(np.mean(values)) if values else float("nan")
+
+
+def evaluate(
+    images: Path | str,
+    masks: Path | str,
+    model: str | Network = "vgg16",
+    *,
+    weights: str = "DEFAULT",
+    device: str = "cpu",
+    methods: Sequence[str] = METHODS,
+    classes: Path | None = None,
+    out: Path | None = Path("reversenet-out"),
+    layer: str | None = None,
+    select: str = "objectness",
+    size: int = 256,
+    seeds: Seeds = Seeds(),
+    seed: int = 0,
+    progress: Callable[[int, int], None] | None = None,
+) -> Evaluation:
+    """Segment every photo of `images` that has a mask in `masks` with each method and
+    the Gaussian baseline (always), and score the masks. Writes ``results.csv`` (one row
+    per image and method), ``summary.csv`` and, when some photos could not be scored,
+    ``problems.csv`` to `out` (nothing when `out` is None). `model` is a network or its
+    name, loaded with `weights` as in `visualize`.
+
+        >>> result = reversenet.evaluate("photos/", "masks/", "alexnet", out=None)
+        >>> result.summary()[0]["iou"]
+    """
+    images, masks = Path(images), Path(masks)
+    photos = find_images([str(images)])
+    if not masks.is_dir():
+        raise UsageError(f"no such folder of masks: {masks}")
+    truths = [p for p in sorted(masks.iterdir()) if p.suffix.lower() in EXTENSIONS]
+    owned, orphans = pair(photos, truths)
+    if not any(owned.values()):
+        raise UsageError(f"no photo of {images} has a mask in {masks} (masks pair with photos by file stem: "
+                         f"{photos[0].stem}.png or {photos[0].stem}_1.png)")  # fmt: skip
+    classes = classes or next((f for f in (images / "classes.csv", masks / "classes.csv") if f.is_file()), None)
+    labels = read_classes(classes) if classes else {}
+    methods = [m for m in dict.fromkeys(methods) if m != GAUSSIAN] + [GAUSSIAN]
+    network = as_network(model, weights, seed=seed, device=device)
+    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=seed)
+    if out is not None:
+        writable_folder(out)
+    result = Evaluation(network.name, methods)
+    result.problems += [{"image": m.name, "problem": "mask of no photo (no photo with its stem)"} for m in orphans]
+    for done, photo in enumerate(photos):
+        result.rows += _one(segmenter, photo, owned[photo], labels.get(photo.stem, ""), result)
+        if progress:
+            progress(done + 1, len(photos))
+    if labels:
+        unlabelled = sum(1 for p in photos if owned[p] and p.stem not in labels)
+        if unlabelled:
+            result.notes.append(f"{unlabelled} photos have no class in {classes}: left out of the class means")
+    if out is not None:
+        _write_csv(out / "results.csv", RESULTS, result.rows)
+        _write_csv(out / "summary.csv", ("method", "network", "images", "pp", "iou", "classes", "pp_class", "iou_class"),
+                   result.summary())  # fmt: skip
+        if result.problems:
+            _write_csv(out / "problems.csv", ("image", "problem"), result.problems)
+        else:
+            (out / "problems.csv").unlink(missing_ok=True)  # a rerun's: no longer true
+    return result
+
+
+def _one(segmenter: Segmenter, photo: Path, masks: list[Path], label: str, result: Evaluation) -> list[dict]:
+    """The rows of one photo; its problems and notes go to `result`."""
+    if not masks:
+        result.problems.append({"image": photo.name, "problem": "no mask"})
+        return []
+    try:
+        with Image.open(photo) as image:
+            width, height = image.size
+        truths = {}
+        for mask in masks:
+            truth, note = read_mask(mask)
+            if note:
+                result.notes.append(note)
+            h, w = truth.shape
+            if abs(h * width / w - height) > 1:
+                result.problems.append({"image": photo.name, "problem": f"mask {mask.name} is {w}×{h}, "
+                                        f"not the photo's aspect ratio ({width}×{height})"})  # fmt: skip
+            elif not truth.any():
+                result.problems.append({"image": photo.name, "problem": f"mask {mask.name} is empty (no foreground)"})
+            else:
+                truths[mask.name] = truth
+        if not truths:
+            return []
+        segmentation = segmenter(photo)
+    except (ReversenetError, UnidentifiedImageError, OSError) as exc:
+        result.problems.append({"image": photo.name, "problem": first_line(exc)})
+        return []
+    rows = []
+    for method, estimate in segmentation.masks.items():
+        best = max(((name, *scores(estimate, truth)) for name, truth in truths.items()), key=lambda s: (s[2], s[1]))
+        rows.append({"image": photo.name, "class": label, "method": method,
+                     "network": "" if method == GAUSSIAN else segmenter.network.name,
+                     "pp": round(best[1], 4), "iou": round(best[2], 4), "truth": best[0]})  # fmt: skip
+    return rows
+
+
+def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
+    text = io.StringIO()
+    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    save_text(text.getvalue(), path)

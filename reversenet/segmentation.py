@@ -1,0 +1,308 @@
+"""Foreground masks from reversed networks: the paper's Sect. 3.5 protocol (design page §6).
+
+A photo is resized so that its shorter side is 256 pixels (bicubic, no crop); the
+classifier runs fully convolutionally on it; the reversed network of each variant maps
+the ``objectness`` signal of its score map back to the photo, and the saliency map is
+the L∞ norm of that over the colour channels. OpenCV's GrabCut, seeded from the map's
+quantiles, then cuts the foreground, of which the largest connected component is kept.
+The baseline (method ``gaussian``) seeds the same GrabCut from a fixed map.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+import torch
+import torchvision.transforms.functional as TF
+from torchvision.transforms import InterpolationMode
+
+from .engine import Recording
+from .errors import ReversenetError, UsageError, first_line
+from .fcn import fully_convolutional
+from .graph import Graph
+from .images import load_image, save_png, writable_folder
+from .models import Network, as_network, weights_identity
+from .outputs import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
+from .render import heat, saliency_map
+from .selectors import parse_selector
+from .variants import BUILTIN, load_variant
+
+GAUSSIAN = "gaussian"  # the baseline's method name
+METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by default, as in Table 1
+
+
+@dataclass(frozen=True)
+class Seeds:
+    """GrabCut's initial labels, as quantiles of the saliency map: above `foreground`
+    probable foreground, below `background` probable background, above
+    `sure_foreground` and below `sure_background` fixed; the rest unknown.
+    `iterations` graph cuts in all."""
+
+    foreground: float = 0.90
+    background: float = 0.30
+    sure_foreground: float = 0.995
+    sure_background: float = 0.005
+    iterations: int = 5
+
+    def __post_init__(self) -> None:
+        order = (0, self.sure_background, self.background, self.foreground, self.sure_foreground, 1)
+        if any(a > b for a, b in zip(order, order[1:])) or self.background >= self.foreground:
+            raise UsageError(
+                "seed quantiles must satisfy 0 ≤ sure background ≤ background < foreground ≤ sure foreground ≤ 1, "
+                f"got {self.sure_background}, {self.background}, {self.foreground}, {self.sure_foreground}"
+            )
+        if self.iterations < 1:
+            raise UsageError(f"GrabCut needs at least 1 iteration, got {self.iterations}")
+
+
+def gaussian_map(height: int, width: int) -> np.ndarray:
+    """The baseline's fixed saliency map: a Gaussian of σ = 24 px on a 125 px square
+    support at the centre, minus the same Gaussian at each of the four corners; both
+    scaled by the shorter side / 256. Float64, (height, width)."""
+    scale = min(height, width) / 256
+    sigma, support = 24 * scale, max(1, round(125 * scale)) | 1  # an odd support: a centre pixel
+    g = cv2.getGaussianKernel(support, sigma)
+    kernel = g @ g.T
+    out = np.zeros((height, width))
+    for (cy, cx), sign in [((height // 2, width // 2), 1), ((0, 0), -1), ((0, width - 1), -1),
+                           ((height - 1, 0), -1), ((height - 1, width - 1), -1)]:  # fmt: skip
+        _paste(out, sign * kernel, cy, cx)
+    return out
+
+
+def _paste(canvas: np.ndarray, kernel: np.ndarray, cy: int, cx: int) -> None:
+    """Add `kernel`, centred at (cy, cx), to `canvas`, clipped at its borders."""
+    r = kernel.shape[0] // 2
+    top, left = max(cy - r, 0), max(cx - r, 0)
+    bottom, right = min(cy + r + 1, canvas.shape[0]), min(cx + r + 1, canvas.shape[1])
+    canvas[top:bottom, left:right] += kernel[top - cy + r : bottom - cy + r, left - cx + r : right - cx + r]
+
+
+def trimap(saliency: np.ndarray, seeds: Seeds) -> tuple[np.ndarray, np.ndarray]:
+    """GrabCut's initial mask (cv2.GC_* labels, the unknown pixels as probable
+    background) and where the seeds are (the pixels that train the colour models).
+
+    A tie at the map's bottom (a plateau of zeros) counts as below every quantile that
+    falls on it, and one at its top as above; otherwise comparisons are strict."""
+    q = np.quantile(saliency, [seeds.sure_background, seeds.background, seeds.foreground, seeds.sure_foreground])
+    low, high = saliency.min(), saliency.max()
+    below = lambda t: saliency <= t if t == low else saliency < t
+    above = lambda t: saliency >= t if t == high else saliency > t
+    mask = np.full(saliency.shape, cv2.GC_PR_BGD, np.uint8)
+    mask[below(q[1])] = cv2.GC_PR_BGD
+    mask[above(q[2])] = cv2.GC_PR_FGD
+    mask[below(q[0])] = cv2.GC_BGD
+    mask[above(q[3])] = cv2.GC_FGD
+    return mask, below(q[1]) | above(q[2])
+
+
+def grabcut(photo: np.ndarray, saliency: np.ndarray, seeds: Seeds = Seeds(), *, seed: int = 0) -> np.ndarray:
+    """The foreground mask (H, W) bool of `photo` (H, W, 3) uint8 by OpenCV's GrabCut
+    seeded from `saliency` (H, W): its largest 8-connected component.
+
+    The colour models (5 Gaussians per side, OpenCV's) are fitted to the seeds alone, the
+    unknown pixels left out; the first cut uses those models as they are, the next ones
+    refit them to the current labels. A constant map seeds nothing: the mask is empty."""
+    if saliency.shape != photo.shape[:2]:
+        raise ValueError(f"saliency map {saliency.shape} and photo {photo.shape[:2]} differ in size")
+    if not np.isfinite(saliency).all() or saliency.max() == saliency.min():
+        return np.zeros(saliency.shape, bool)
+    mask, seeded = trimap(saliency, seeds)
+    photo = np.ascontiguousarray(photo)
+    cv2.setRNGSeed(seed)  # the colour models start from k-means
+    background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
+    # OpenCV fits the models to every pixel's label: fit them to the seeds only, as a strip.
+    strip = np.ascontiguousarray(photo[seeded][None])
+    cv2.grabCut(strip, np.ascontiguousarray(mask[seeded][None]), None, background, foreground, 0,
+                cv2.GC_INIT_WITH_MASK)  # fmt: skip
+    cv2.grabCut(photo, mask, None, background, foreground, 1, cv2.GC_EVAL_FREEZE_MODEL)
+    if seeds.iterations > 1:
+        cv2.grabCut(photo, mask, None, background, foreground, seeds.iterations - 1, cv2.GC_EVAL)
+    return largest_component((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD))
+
+
+def largest_component(mask: np.ndarray) -> np.ndarray:
+    """The largest 8-connected component of a boolean mask (OpenCV's labelling)."""
+    count, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if count <= 1:
+        return np.zeros(mask.shape, bool)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+@dataclass
+class Segmentation:
+    """One photo's results: the photo as the network saw it (H, W, 3) uint8, and per
+    method its saliency map (H, W) float and foreground mask (H, W) bool."""
+
+    photo: np.ndarray
+    size: tuple[int, int]  # the original photo's (H, W)
+    maps: dict[str, np.ndarray] = field(default_factory=dict)
+    masks: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+class Segmenter:
+    """The protocol, set up once for a network and methods (variants, and ``gaussian``).
+
+    `layer` (default: the network's output, fc8) and `select` (default ``objectness``)
+    choose the signal reversed, as in `visualize`; `size` is the shorter side photos are
+    resized to."""
+
+    def __init__(
+        self,
+        network: Network,
+        methods: Sequence[str] = (*METHODS, GAUSSIAN),
+        *,
+        layer: str | None = None,
+        select: str = "objectness",
+        size: int = 256,
+        seeds: Seeds = Seeds(),
+        seed: int = 0,
+    ):
+        if not methods:
+            raise UsageError("name at least one method")
+        if size < 1:
+            raise UsageError(f"--size must be positive, got {size}")
+        self.network, self.size, self.seeds, self.seed = network, size, seeds, seed
+        self.methods = list(dict.fromkeys(m for name in methods for m in (BUILTIN if name == "all" else [name])))
+        self.variants = {m: load_variant(m) for m in self.methods if m != GAUSSIAN}
+        self.selector = parse_selector(select)
+        self.select = select
+        if self.variants:
+            self.module = fully_convolutional(network.module, network.input_size, network.aliases)
+            self.graph = Graph(self.module, network.aliases)  # traced once, for every photo
+            self.layer = layer or self.graph.name_of(self.graph.resolve("output"))
+            self.graph.resolve(self.layer)
+        else:
+            self.layer = layer or "output"
+
+    def input(self, path: Path) -> tuple[torch.Tensor, np.ndarray, tuple[int, int]]:
+        """The network input (1, 3, H, W) of a photo, the resized photo, and its original (H, W)."""
+        image = load_image(path)
+        resized = TF.resize(image, self.size, interpolation=InterpolationMode.BICUBIC)
+        x = TF.normalize(TF.to_tensor(resized), self.network.transform.mean, self.network.transform.std)
+        device = next(self.network.module.parameters(), torch.empty(0)).device
+        return x[None].to(device), np.asarray(resized), (image.height, image.width)
+
+    def maps(self, x: torch.Tensor, photo: np.ndarray) -> dict[str, np.ndarray]:
+        """Each method's saliency map of one photo, from one forward pass."""
+        out = {}
+        if self.variants:
+            try:
+                rec = Recording(self.graph, x, layer=self.layer, variants=self.variants.values())
+            except ReversenetError as exc:
+                native = self.network.input_size
+                if min(x.shape[-2:]) < min(native):
+                    raise ReversenetError(
+                        f"{x.shape[-2]}×{x.shape[-1]} pixels after resizing is smaller than the receptive field of "
+                        f"{self.network.name}'s classifier (native input {native[0]}×{native[1]}): use a larger --size"
+                    ) from exc
+                raise
+            for method, variant in self.variants.items():
+                reversed_ = rec.visualize(self.selector, variant, seed=self.seed)  # (K, 1, C, H, W)
+                out[method] = reversed_.abs().amax(dim=(0, 2))[0].double().cpu().numpy()
+        for method in self.methods:
+            if method == GAUSSIAN:
+                out[method] = gaussian_map(*photo.shape[:2])
+        return {m: out[m] for m in self.methods}
+
+    def __call__(self, path: Path) -> Segmentation:
+        """Saliency maps and masks of one photo, for every method."""
+        x, photo, size = self.input(path)
+        result = Segmentation(photo, size, self.maps(x, photo))
+        for method, saliency in result.maps.items():
+            result.masks[method] = grabcut(photo, saliency, self.seeds, seed=self.seed)
+        return result
+
+
+def overlay(photo: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """The photo with the mask's outline drawn on it (and the background dimmed)."""
+    out = (photo.astype(np.float64) * np.where(mask, 1.0, 0.45)[..., None]).round().astype(np.uint8)
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    width = max(1, round(min(mask.shape) / 128))
+    return cv2.drawContours(np.ascontiguousarray(out), contours, -1, (255, 255, 0), width)
+
+
+def pictures(result: Segmentation, method: str) -> dict[str, np.ndarray]:
+    """The files of one method: the mask at the photo's own size (0/255), the saliency
+    map as a heat map and the overlay, both on the photo as the network saw it."""
+    mask = result.masks[method].astype(np.uint8) * 255
+    full = cv2.resize(mask, result.size[::-1], interpolation=cv2.INTER_NEAREST_EXACT)
+    saliency = result.maps[method]
+    shown = saliency - saliency.min() if method == GAUSSIAN else saliency  # its corners are negative
+    return {
+        "mask": full,
+        "saliency": heat(saliency_map(torch.from_numpy(shown)[None])),
+        "overlay": overlay(result.photo, result.masks[method]),
+    }
+
+
+def segment(
+    images: Iterable[Path | str],
+    model: str | Network = "vgg16",
+    *,
+    weights: str = "DEFAULT",
+    device: str = "cpu",
+    methods: Sequence[str] = ("desalinet",),
+    out: Path = Path("reversenet-out"),
+    layer: str | None = None,
+    select: str = "objectness",
+    size: int = 256,
+    seeds: Seeds = Seeds(),
+    seed: int = 0,
+    force: bool = False,
+    progress: Callable[[int, int], None] | None = None,
+) -> list[dict]:
+    """Write each photo's mask, saliency map and overlay for every method to `out`, as
+    ``<photo>_<model>_<layer>_<method>[_<selector>]-mask.png`` (``-saliency``,
+    ``-overlay``), recorded in its manifest; a photo whose files are all current is
+    skipped. One forward pass per photo serves every method. `model` is a network or
+    its name, loaded with `weights` as in `visualize`. Returns the manifest records of
+    this run's files (failed photos as ``kind: failed`` records).
+
+        >>> rows = reversenet.segment(["photo.jpg"], "alexnet", methods=["salinet", "gaussian"])"""
+    network = as_network(model, weights, seed=seed, device=device)
+    photos = [Path(p).resolve() for p in images]
+    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=seed)
+    writable_folder(out)
+    manifest = Manifest(out)
+    ids = photo_ids(photos, manifest.photo_ids())
+    tag = "" if select == "objectness" else "_" + slug(select)
+    common = {"model": network.name, **weights_identity(network.name, weights), "seed": seed, "layer": segmenter.layer,
+              "select": select, "size": size, "seeds": vars(seeds), **versions()}  # fmt: skip
+    plans = {}
+    for photo in photos:
+        base = {"photo": str(photo), "photo_id": ids[photo], **common}
+        plans[photo] = [
+            Output(f"{ids[photo]}_{slug(network.name)}_{slug(segmenter.layer)}_{slug(m)}{tag}-{what}.png", what,
+                   {**base, "method": m, "variant_rules": _rules(segmenter, m)})
+            for m in segmenter.methods for what in ("mask", "saliency", "overlay")
+        ]  # fmt: skip
+    unique(o for plan in plans.values() for o in plan)
+    remove_temporaries(out, [o.file for plan in plans.values() for o in plan])
+    rows: list[dict] = []
+    for done, photo in enumerate(photos):
+        plan = plans[photo]
+        if force or not all(manifest.current(o) for o in plan):
+            try:
+                result = segmenter(photo)
+            except ReversenetError as exc:
+                rows.append(manifest.fail({"photo": str(photo), "photo_id": ids[photo], "model": network.name},
+                                          first_line(exc)))  # fmt: skip
+                continue
+            for output in plan:
+                save_png(pictures(result, output.params["method"])[output.kind], out / output.file)
+                rows.append(manifest.add(output))
+        if progress:
+            progress(done + 1, len(photos))
+    manifest.merge()
+    return rows
+
+
+def _rules(segmenter: Segmenter, method: str) -> dict | str:
+    """What a method is, for the manifest: the variant's rules, or the baseline's name."""
+    variant = segmenter.variants.get(method)
+    return variant.rules if variant else method
