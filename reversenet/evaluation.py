@@ -195,6 +195,8 @@ def _one(segmenter: Segmenter, photo: Path, masks: list[Path], label: str, resul
     try:
         with Image.open(photo) as image:
             width, height = image.size
+            if image.getexif().get(0x0112, 1) in (5, 6, 7, 8):  # EXIF: shown turned a quarter, as load_image does
+                width, height = height, width
         truths = {}
         for mask in masks:
             truth, note = read_mask(mask)

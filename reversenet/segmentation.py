@@ -284,20 +284,20 @@ def segment(
     unique(o for plan in plans.values() for o in plan)
     remove_temporaries(out, [o.file for plan in plans.values() for o in plan])
     rows: list[dict] = []
-    for done, photo in enumerate(photos):
+    for done, photo in enumerate(photos, 1):
         plan = plans[photo]
         if force or not all(manifest.current(o) for o in plan):
             try:
                 result = segmenter(photo)
             except ReversenetError as exc:
+                result = None
                 rows.append(manifest.fail({"photo": str(photo), "photo_id": ids[photo], "model": network.name},
                                           first_line(exc)))  # fmt: skip
-                continue
-            for output in plan:
+            for output in plan if result else []:
                 save_png(pictures(result, output.params["method"])[output.kind], out / output.file)
                 rows.append(manifest.add(output))
         if progress:
-            progress(done + 1, len(photos))
+            progress(done, len(photos))
     manifest.merge()
     return rows
 
