@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import batch, images
+from . import batch, images, segmentation
 from . import evaluation as scoring
-from . import segmentation
 from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths
 from .errors import ReversenetError, UsageError, first_line
@@ -29,6 +28,11 @@ from .variants import BUILTIN, load_variant
 from .visualize import bottleneck_report, save_compare
 
 console = Console(stderr=True)
+
+
+images_option = click.option("--image", "-i", "image_specs", multiple=True,
+                             help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
+force_option = click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
 
 
 def model_options(fn: Callable) -> Callable:
@@ -110,12 +114,11 @@ def _summary(result: batch.Result) -> None:
 @reverse_options
 @click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
               help="Built-in variant name, 'all' (the eight), or a YAML file; repeat for several (one forward pass).")
-@click.option("--image", "-i", "image_specs", multiple=True,
-              help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
+@images_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the PNGs and their manifest.jsonl.")
 @click.option("--raw", is_flag=True, help="Also save each float result as .npy.")
-@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
+@force_option
 def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw, force) -> None:
     """Reverse a layer's activation to an image and save it as PNG.
 
@@ -140,7 +143,7 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
 @click.option("--set", "sets", multiple=True, metavar="KEY=VALUE",
               help="Override a config key, the value read as YAML: --set weights=random --set 'layers=[conv3, pool5]'.")
 @click.option("--dry-run", is_flag=True, help="Print what would be computed, per model, layer, variant and selector.")
-@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
+@force_option
 @click.option("--shard", default=None, metavar="I/N",
               help="Compute the I-th of N shares (I from 0), e.g. in a job array; then run once with --merge.")
 @click.option("--merge", is_flag=True, help="Merge the shards' manifests, draw the montages, tables and index.html.")
@@ -245,12 +248,11 @@ _SEGMENT_SELECT = ("What to reverse: objectness (the top class's positive scores
 @click.option("--select", "-s", default="objectness", show_default=True, help=_SEGMENT_SELECT)
 @click.option("--variant", "-v", "methods", multiple=True, default=["salinet"], show_default=True,
               help="Variant name, 'all', a YAML file, or 'gaussian' (the fixed baseline map); repeatable.")
-@click.option("--image", "-i", "image_specs", multiple=True,
-              help="Image file, folder or glob; repeatable. Default: the bundled sample photo.")
+@images_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the masks, saliency maps, overlays and their manifest.jsonl.")
 @seed_options
-@click.option("--force", is_flag=True, help="Recompute files that are current (by default they are skipped).")
+@force_option
 def segment(model, weights, seed, device, layer, select, methods, image_specs, out, force, **options) -> None:
     """Foreground masks: a reversed network's saliency map seeds GrabCut (the paper's Sect. 3.5).
 

@@ -64,7 +64,7 @@ def fully_convolutional(model: nn.Module, input_size: tuple[int, int], aliases: 
         _replace_pool(module, graph, pool, window)
     first = True
     for node in head:
-        layer = graph._step(node).op
+        layer = graph.step(node).op
         if isinstance(layer, nn.Linear):
             kernel = (h, w) if first else (1, 1)
             fan_in = channels * h * w if first else layer.in_features
@@ -87,7 +87,7 @@ def _is_flatten(graph: Graph, node: fx.Node) -> bool:
         return node.target is torch.flatten
     if node.op == "call_method":
         return node.target in _FLATTEN_METHODS
-    return node.op == "call_module" and isinstance(graph._step(node).op, nn.Flatten)
+    return node.op == "call_module" and isinstance(graph.step(node).op, nn.Flatten)
 
 
 def _after(graph: Graph, flatten: fx.Node) -> list[fx.Node]:
@@ -95,7 +95,7 @@ def _after(graph: Graph, flatten: fx.Node) -> list[fx.Node]:
     later = graph.nodes[graph.nodes.index(flatten) + 1 : -1]
     head = []
     for node in later:
-        op = graph._step(node).op
+        op = graph.step(node).op
         ok = (
             (node.op == "call_module" and isinstance(op, _POSITIONWISE))
             or (node.op == "call_function" and node.target in _POSITIONWISE_FUNCTIONS)
@@ -117,11 +117,11 @@ def _pooling(graph: Graph, flatten: fx.Node, shapes: dict) -> tuple[fx.Node | No
     window it pools at the native size; none when the flatten's map is not pooled."""
     name = type(graph.model).__name__
     node, between = flatten.all_input_nodes[0], None
-    while type(graph._step(node).op) not in _ADAPTIVE:
+    while type(graph.step(node).op) not in _ADAPTIVE:
         inputs = [n for n in node.all_input_nodes if n.op != "get_attr"]  # parameters are no signal
         if len(inputs) != 1:
             return None, (1, 1)  # a merge or the input: the map reaches the flatten unpooled
-        if not (node.op == "call_module" and isinstance(graph._step(node).op, (nn.Dropout, nn.Identity))):
+        if not (node.op == "call_module" and isinstance(graph.step(node).op, (nn.Dropout, nn.Identity))):
             between = between or node
         node = inputs[0]
     if between is not None:  # ConvNeXt's LayerNorm after its global pooling
@@ -143,7 +143,7 @@ def _replace_pool(module: fx.GraphModule, graph: Graph, pool: fx.Node, window: t
     if window == (1, 1):
         pool.replace_all_uses_with(source)
     else:
-        fixed = _ADAPTIVE[type(graph._step(pool).op)](window, stride=1)
+        fixed = _ADAPTIVE[type(graph.step(pool).op)](window, stride=1)
         target = pool.target if pool.op == "call_module" else f"{pool.name}_fixed"
         module.add_submodule(target, fixed)
         with module.graph.inserting_after(pool):

@@ -117,9 +117,10 @@ class Graph:
         for node in reversed(self.nodes):
             if node in needed:
                 needed.update(node.all_input_nodes)
-        return [self._step(n) for n in self.nodes if n in needed and n.op != "placeholder"]
+        return [self.step(n) for n in self.nodes if n in needed and n.op != "placeholder"]
 
-    def _step(self, node: fx.Node) -> Step:
+    def step(self, node: fx.Node) -> Step:
+        """The operation a node runs, with its module, function or method resolved."""
         args, kwargs = node.args, node.kwargs
         if node.op == "call_module":
             op = self.model.get_submodule(node.target)
@@ -166,7 +167,7 @@ class Graph:
         (VGG's pool5, ResNet's layer4), else the output."""
         pools = [
             n for n in self.nodes
-            if n.op in ("call_module", "call_function") and isinstance(self._step(n).op, nn.AdaptiveAvgPool2d)
+            if n.op in ("call_module", "call_function") and isinstance(self.step(n).op, nn.AdaptiveAvgPool2d)
         ]  # fmt: skip
         return self.name_of(pools[-1].all_input_nodes[0]) if pools else "output"
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -50,7 +51,7 @@ class Seeds:
 
     def __post_init__(self) -> None:
         order = (0, self.sure_background, self.background, self.foreground, self.sure_foreground, 1)
-        if any(a > b for a, b in zip(order, order[1:])) or self.background >= self.foreground:
+        if any(a > b for a, b in pairwise(order)) or self.background >= self.foreground:
             raise UsageError(
                 "seed quantiles must satisfy 0 ≤ sure background ≤ background < foreground ≤ sure foreground ≤ 1, "
                 f"got {self.sure_background}, {self.background}, {self.foreground}, {self.sure_foreground}"
@@ -92,12 +93,11 @@ def trimap(saliency: np.ndarray, seeds: Seeds) -> tuple[np.ndarray, np.ndarray]:
     low, high = saliency.min(), saliency.max()
     below = lambda t: saliency <= t if t == low else saliency < t
     above = lambda t: saliency >= t if t == high else saliency > t
-    mask = np.full(saliency.shape, cv2.GC_PR_BGD, np.uint8)
-    mask[below(q[1])] = cv2.GC_PR_BGD
-    mask[above(q[2])] = cv2.GC_PR_FGD
+    foreground = above(q[2])
+    mask = np.where(foreground, cv2.GC_PR_FGD, cv2.GC_PR_BGD).astype(np.uint8)  # background and unknown alike
     mask[below(q[0])] = cv2.GC_BGD
     mask[above(q[3])] = cv2.GC_FGD
-    return mask, below(q[1]) | above(q[2])
+    return mask, below(q[1]) | foreground
 
 
 def grabcut(photo: np.ndarray, saliency: np.ndarray, seeds: Seeds = Seeds(), *, seed: int = 0) -> np.ndarray:
@@ -170,7 +170,6 @@ class Segmenter:
         self.methods = list(dict.fromkeys(m for name in methods for m in (BUILTIN if name == "all" else [name])))
         self.variants = {m: load_variant(m) for m in self.methods if m != GAUSSIAN}
         self.selector = parse_selector(select)
-        self.select = select
         if self.variants:
             self.module = fully_convolutional(network.module, network.input_size, network.aliases)
             self.graph = Graph(self.module, network.aliases)  # traced once, for every photo
@@ -293,8 +292,9 @@ def segment(
                 result = None
                 rows.append(manifest.fail({"photo": str(photo), "photo_id": ids[photo], "model": network.name},
                                           first_line(exc)))  # fmt: skip
+            made = {m: pictures(result, m) for m in segmenter.methods} if result else {}
             for output in plan if result else []:
-                save_png(pictures(result, output.params["method"])[output.kind], out / output.file)
+                save_png(made[output.params["method"]][output.kind], out / output.file)
                 rows.append(manifest.add(output))
         if progress:
             progress(done, len(photos))
