@@ -214,6 +214,14 @@ class Recording:
         """Select, then reverse: (K, N, C, H, W)."""
         return self.reverse(self.select(select, variant=variant, seed=seed, layer=layer), variant, layer=layer)
 
+    def visualize_many(
+        self, select: str | Selector = "max", variants: Iterable[VariantSpec] = BUILTIN, *, seed: int = 0,
+        layer: str | None = None,
+    ) -> dict[str, Tensor]:
+        """`visualize` for several variants of one recording: {variant name: (K, N, C, H, W)}."""
+        variants = [load_variant(v) for v in variants]
+        return {v.name: self.visualize(select, v, seed=seed, layer=layer) for v in variants}
+
 
 def _carries_tensors(value: Any) -> bool:
     """A tensor, or a tuple with tensors (a layer's several outputs)."""
