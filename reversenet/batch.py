@@ -309,42 +309,45 @@ def _batch(
     layers = list(dict.fromkeys(o.params["layer"] for o in needed))
     variants = [v for v in p.variants if any(o.params["variant"] == v.name for o in needed)]
     rec = Recording(model.graph, x, layer=layers, variants=variants)
-    for layer, variant in itertools.product(layers, variants):
-        results: dict[str, Tensor] = {}
-        group_needs = [o for o in needed if o.params["layer"] == layer and o.params["variant"] == variant.name]
-        if not group_needs:
-            continue
-        metric = any(o.kind == "metric" for o in group_needs)
+    for layer in layers:
+        at_layer = [o for o in needed if o.params["layer"] == layer]
+        measured = {o.params["variant"] for o in at_layer if o.kind == "metric"}  # selectivity needs every selector
+        metrics: dict[str, dict[str, Tensor]] = {v: {} for v in measured}
         for select, selector in p.selectors.items():
-            if not metric and not any(o.params["select"] == select for o in group_needs):
+            asked = [v for v in variants if v.name in measured
+                     or any(o.params["variant"] == v.name and o.params["select"] == select for o in at_layer)]  # fmt: skip
+            if not asked:
                 continue
-            signals = rec.select(selector, variant=variant, seed=seed, layer=layer)
-            results[select] = rec.reverse(signals, variant, layer=layer)  # (K, N, C, H, W)
-            for n, (photo, _) in enumerate(group):
-                if (photo, network.name) in failures:
-                    continue
-                images_n = results[select][:, n]
-                if not torch.isfinite(images_n).all():
-                    failures[photo, network.name] = f"{variant.name} of {p.found[photo]} at {layer} overflowed: Inf or NaN values"
-                    continue
-                for kk, result in enumerate(images_n):
-                    k = kk + 1 if selector.multiple else None
-                    outputs = [o for o in wanted[photo].values() if o.kind in ("picture", "raw")
-                               and (o.params["layer"], o.params["variant"], o.params["select"], o.params["k"])
-                               == (layer, variant.name, select, k)]  # fmt: skip
-                    neuron = _neuron(signals[kk, n]) if outputs else None
-                    pictures = {}  # (renderer, picture) -> array
-                    for how in dict.fromkeys(o.params["render"] for o in outputs if o.kind == "picture"):
-                        pictures.update({(how, s.lstrip("-") or how): a for s, a in render(result, how, shown[n])})
-                    for output in outputs:
-                        if output.kind == "raw":
-                            save(output, result.float().cpu().numpy(), neuron)
-                        else:
-                            save(output, pictures[output.params["render"], output.params["picture"]], neuron)
-        for output in (o for o in group_needs if o.kind == "metric"):
+            signals = [rec.select(selector, variant=v, seed=seed, layer=layer) for v in asked]
+            reversed_ = rec.reverse_many(list(zip(asked, signals)), layer=layer)  # one pass; (K, N, C, H, W) each
+            for variant, signals_v, reversed_v in zip(asked, signals, reversed_):
+                if variant.name in measured:
+                    metrics[variant.name][select] = reversed_v
+                for n, (photo, _) in enumerate(group):
+                    if (photo, network.name) in failures:
+                        continue
+                    images_n = reversed_v[:, n]
+                    if not torch.isfinite(images_n).all():
+                        failures[photo, network.name] = f"{variant.name} of {p.found[photo]} at {layer} overflowed: Inf or NaN values"
+                        continue
+                    for kk, result in enumerate(images_n):
+                        k = kk + 1 if selector.multiple else None
+                        outputs = [o for o in wanted[photo].values() if o.kind in ("picture", "raw")
+                                   and (o.params["layer"], o.params["variant"], o.params["select"], o.params["k"])
+                                   == (layer, variant.name, select, k)]  # fmt: skip
+                        neuron = _neuron(signals_v[kk, n]) if outputs else None
+                        pictures = {}  # (renderer, picture) -> array
+                        for how in dict.fromkeys(o.params["render"] for o in outputs if o.kind == "picture"):
+                            pictures.update({(how, s.lstrip("-") or how): a for s, a in render(result, how, shown[n])})
+                        for output in outputs:
+                            if output.kind == "raw":
+                                save(output, result.float().cpu().numpy(), neuron)
+                            else:
+                                save(output, pictures[output.params["render"], output.params["picture"]], neuron)
+        for output in (o for o in at_layer if o.kind == "metric"):
             n = next(i for i, (photo, _) in enumerate(group) if photo == Path(output.params["photo"]))
             if (group[n][0], network.name) not in failures:
-                scores = montage.selectivity({s: r[:, n] for s, r in results.items()})
+                scores = montage.selectivity({s: r[:, n] for s, r in metrics[output.params["variant"]].items()})
                 save(output, json.dumps(scores, indent=1) + "\n")
     return written
 

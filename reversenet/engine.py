@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import warnings
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -16,8 +17,10 @@ from .rules import Rule
 from .rules.fallback import FALLBACK
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN, Variant, load_variant
+from .window import Axis, Footprint, Window, box, crop_bottleneck
 
 VariantSpec = str | Path | Variant
+CHUNK_BYTES = 1 << 30  # the most a reverse holds in one map of its signals at a time
 
 
 def _key(step: Step, rule: Rule) -> tuple[fx.Node, Any]:
@@ -78,6 +81,8 @@ class Recording:
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
         self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
+        self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: tuple(x.shape[-2:])}  # maps' (H, W)
+        self._widest = x[0].numel()  # the most elements a step outputs per image
         self.input_shape = tuple(x.shape)
         self.activations = self._forward(x, variants)
 
@@ -131,6 +136,10 @@ class Recording:
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise ReversenetError(f"{step.where} failed: {first_line(exc)}") from exc
         self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
+        if isinstance(y, Tensor) and y.dim() == 4:
+            self._extent[step.node] = tuple(y.shape[-2:])
+        if isinstance(y, Tensor) and y.dim():
+            self._widest = max(self._widest, y[0].numel())
         return y
 
     def _rule(self, step: Step, variant: Variant, warn: bool = False) -> Rule:
@@ -159,46 +168,141 @@ class Recording:
         return [(step, rule, rule.bits(step.op, self._bottleneck[_key(step, rule)]) / n)
                 for step, rule in self.rules(variant, layer)]  # fmt: skip
 
-    def reverse(self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None) -> Tensor:
+    def reverse(
+        self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None, restrict: bool = True
+    ) -> Tensor:
         """Run `signal` back to the input from `layer` through the reversed network of
         `variant` (`layer` may be left out when one layer was recorded).
 
         `signal` has the activation's shape (N, ...) or carries K signals per image,
-        (K, N, ...); the result is (N, C, H, W) or (K, N, C, H, W) accordingly.
+        (K, N, ...); the result is (N, C, H, W) or (K, N, C, H, W) accordingly. A signal
+        confined to a small box of a feature map (a neuron) is reversed on its receptive
+        field only (`restrict`; the result is the same, see reversenet.window).
         """
+        return self.reverse_many([(variant, signal)], layer=layer, restrict=restrict)[0]
+
+    def reverse_many(
+        self, signals: Sequence[tuple[VariantSpec, Tensor]], *, layer: str | None = None, restrict: bool = True
+    ) -> list[Tensor]:
+        """`reverse` of several (variant, signal) pairs in one batched pass: each layer
+        whose rule the variants share reverses all their signals in one call."""
         layer = layer or self.layer
         if layer not in self.activations:
             raise UsageError(f"layer {layer!r} was not recorded; recorded: {', '.join(self.layers)}")
-        activation = self.activations[layer]
-        act = activation.shape
-        several = signal.dim() == len(act) + 1
-        if tuple(signal.shape[several:]) != tuple(act):
-            raise UsageError(f"signal shape {tuple(signal.shape)} does not match the layer's {tuple(act)}")
-        k, n = (signal.shape[0] if several else 1), act[0]
-        grads = {self.targets[layer]: signal.reshape(-1, *act[1:]).to(activation)}
-        plan = self.rules(variant, layer)
+        act = self.activations[layer].shape
+        flat, counts = [], []
+        for _, signal in signals:
+            several = signal.dim() == len(act) + 1
+            if tuple(signal.shape[several:]) != tuple(act):
+                raise UsageError(f"signal shape {tuple(signal.shape)} does not match the layer's {tuple(act)}")
+            flat.append(signal.reshape(-1, *act[1:]).to(self.activations[layer]))
+            counts.append(len(flat[-1]))
+        plans = [self.rules(v, layer) for v, _ in signals]
+        rows = torch.cat(flat) if len(flat) > 1 else flat[0]
+        # In chunks of rows, so that the widest map of a chunk's signals stays within CHUNK_BYTES.
+        size = max(1, CHUNK_BYTES // (self._widest * rows.element_size()))
+        ends = list(itertools.accumulate(counts))
+        results = []
+        for a in range(0, len(rows), size):
+            b = min(a + size, len(rows))
+            share = [(plan, min(b, end) - max(a, end - count)) for plan, count, end in zip(plans, counts, ends)]
+            share = [(plan, count) for plan, count in share if count > 0]
+            results.append(self._reverse(rows[a:b], [p for p, _ in share], [c for _, c in share], layer, restrict))
+        result = torch.cat(results) if len(results) > 1 else results[0]
+        return [r.view(*s.shape[: s.dim() - len(act)], *self.input_shape) for (_, s), r in zip(signals, result.split(counts))]
+
+    def _reverse(
+        self, signal: Tensor, plans: list[list[tuple[Step, Rule]]], counts: list[int], layer: str, restrict: bool
+    ) -> Tensor:
+        """The reverse of `signal`, whose rows are `counts` signals of each plan in turn."""
+        n = self.input_shape[0]
+        steps = [step for step, _ in plans[0]]
+        windows = self._windows(signal, steps, plans, layer) if restrict else {}
+        target = self.targets[layer]
+        grads = {target: windows[target].crop(signal) if windows else signal}
         with torch.no_grad():
-            for step, rule in reversed(plan):
+            for i in reversed(range(len(steps))):
+                step = steps[i]
                 grad = grads.pop(step.node, None)
                 if grad is None:
                     continue
-                key = _key(step, rule)
-                if key not in self._bottleneck:
-                    raise UsageError(
-                        f"{rule!r} at {step.where} needs a bottleneck this recording lacks; "
-                        "record with this variant among `variants`"
-                    )
-                try:
-                    out = rule.reverse(step.op, grad, _tile(self._bottleneck[key], k, n))
-                except (RuntimeError, TypeError, ValueError) as exc:
-                    raise ReversenetError(f"reversing {step.where} failed: {first_line(exc)}") from exc
+                window, footprint = windows.get(step.node), self._footprint(step, [plan[i][1] for plan in plans])
+                if window is not None and not window.is_whole and footprint is None:
+                    grad, window = self._whole(step.node, window.t).place(grad, window), None
+                pieces = []  # (rule, first row, last row): consecutive variants that share a rule
+                for (_, rule), count in zip((plan[i] for plan in plans), counts):
+                    start = pieces[-1][2] if pieces else 0
+                    if pieces and pieces[-1][0] is rule:
+                        pieces[-1] = (rule, pieces[-1][1], start + count)
+                    else:
+                        pieces.append((rule, start, start + count))
+                outs = [self._reverse_step(step, rule, grad[a:b], window, n, a, b) for rule, a, b in pieces]
+                out = outs[0] if len(outs) == 1 else _concat(outs)
                 for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
-                    if g is not None:
-                        grads[node] = _add(grads[node], g) if node in grads else g
+                    if g is None:
+                        continue
+                    if window is not None and not window.is_whole:
+                        g = windows[node].place(g, window.through(footprint, self._extent[node]))
+                    grads[node] = _add(grads[node], g) if node in grads else g
         result = grads.get(self.graph.input)
         if result is None:  # the layer does not depend on the input
-            result = signal.new_zeros(k * n, *self.input_shape[1:])
-        return result.view(k, *self.input_shape) if several else result
+            return signal.new_zeros(len(signal), *self.input_shape[1:])
+        window = windows.get(self.graph.input)
+        return result if window is None or window.is_whole else self._whole(self.graph.input, window.t).place(result, window)
+
+    def _reverse_step(self, step: Step, rule: Rule, grad: Tensor, window: Window | None, n: int, a: int, b: int) -> Any:
+        """One rule's reverse of rows a:b of the signals at a step, on the step's window."""
+        key = _key(step, rule)
+        if key not in self._bottleneck:
+            raise UsageError(
+                f"{rule!r} at {step.where} needs a bottleneck this recording lacks; "
+                "record with this variant among `variants`"
+            )
+        r = self._bottleneck[key]
+        try:
+            if window is None or window.is_whole:
+                return rule.reverse(step.op, grad, _tile(r, len(grad) // n, n))
+            window = window.rows_of(a, b)
+            return rule.reverse_window(step.op, grad, crop_bottleneck(r, window, self._extent[step.node], n), window)
+        except (RuntimeError, TypeError, ValueError) as exc:
+            raise ReversenetError(f"reversing {step.where} failed: {first_line(exc)}") from exc
+
+    def _footprint(self, step: Step, rules: list[Rule]) -> tuple[Footprint, Footprint] | None:
+        """How far the step's rules spread a signal on its maps; None where any of them
+        mixes all positions or the step is not from maps to maps."""
+        if step.node not in self._extent or any(n not in self._extent for n in self._tensor_inputs[step.node]):
+            return None
+        footprints = {rule.footprint(step.op, self._bottleneck.get(_key(step, rule))) for rule in rules}
+        return footprints.pop() if len(footprints) == 1 else None
+
+    def _whole(self, node: fx.Node, t: Tensor) -> Window:
+        return Window(Axis.whole(self._extent[node][0]), Axis.whole(self._extent[node][1]), t)
+
+    def _windows(
+        self, signal: Tensor, steps: list[Step], plans: list[list[tuple[Step, Rule]]], layer: str
+    ) -> dict[fx.Node, Window]:
+        """The window of each node that a signal confined to a small box reaches, or {}
+        where the reverse is as cheap on whole maps (see reversenet.window)."""
+        target = self.targets[layer]
+        if target not in self._extent or signal.dim() != 4:
+            return {}
+        t, size = box(signal)
+        extent = self._extent[target]
+        start = Window(Axis(1, 0, size[0], extent[0]).union(None), Axis(1, 0, size[1], extent[1]).union(None), t)
+        if start.is_whole:
+            return {}
+        windows = {target: start}
+        for i in reversed(range(len(steps))):
+            step, window = steps[i], windows.get(steps[i].node)
+            if window is None:
+                continue
+            footprint = self._footprint(step, [plan[i][1] for plan in plans])
+            for node in self._tensor_inputs[step.node]:
+                if node not in self._extent:
+                    continue
+                arrival = self._whole(node, t) if footprint is None else window.through(footprint, self._extent[node])
+                windows[node] = arrival.union(None) if node not in windows else windows[node].union(arrival)
+        return windows
 
     def select(
         self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0, layer: str | None = None
@@ -218,9 +322,12 @@ class Recording:
         self, select: str | Selector = "max", variants: Iterable[VariantSpec] = BUILTIN, *, seed: int = 0,
         layer: str | None = None,
     ) -> dict[str, Tensor]:
-        """`visualize` for several variants of one recording: {variant name: (K, N, C, H, W)}."""
+        """`visualize` for several variants of one recording, in one batched reverse:
+        {variant name: (K, N, C, H, W)}."""
         variants = [load_variant(v) for v in variants]
-        return {v.name: self.visualize(select, v, seed=seed, layer=layer) for v in variants}
+        layer = layer or self.layer
+        signals = [(v, self.select(select, variant=v, seed=seed, layer=layer)) for v in variants]
+        return {v.name: r for v, r in zip(variants, self.reverse_many(signals, layer=layer))}
 
 
 def _carries_tensors(value: Any) -> bool:
@@ -228,6 +335,19 @@ def _carries_tensors(value: Any) -> bool:
     if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
         return any(isinstance(v, Tensor) for v in value)
     return isinstance(value, Tensor)
+
+
+def _concat(outs: list[Any]) -> Any:
+    """The reverses of consecutive rows of signals, joined: per input, along the batch."""
+    if isinstance(outs[0], tuple):
+        return tuple(_concat(list(parts)) for parts in zip(*outs))
+    if isinstance(outs[0], dict):
+        return {i: _concat([o[i] for o in outs]) for i in outs[0]}
+    if any(o is None for o in outs):
+        if all(o is None for o in outs):
+            return None
+        raise ReversenetError("variants disagree on which inputs a layer sends signals back to")
+    return torch.cat(outs)
 
 
 def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:

@@ -200,9 +200,9 @@ class Segmenter:
                         f"{self.network.name}'s classifier (native input {native[0]}×{native[1]}): use a larger --size"
                     ) from exc
                 raise
-            for method, variant in self.variants.items():
-                reversed_ = rec.visualize(self.selector, variant, seed=self.seed)  # (K, 1, C, H, W)
-                out[method] = reversed_.abs().amax(dim=(0, 2))[0].double().cpu().numpy()
+            pictures = rec.visualize_many(self.selector, self.variants.values(), seed=self.seed)
+            for method, variant in self.variants.items():  # (K, 1, C, H, W) each
+                out[method] = pictures[variant.name].abs().amax(dim=(0, 2))[0].double().cpu().numpy()
         for method in self.methods:
             if method == GAUSSIAN:
                 out[method] = gaussian_map(*photo.shape[:2])

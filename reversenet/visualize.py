@@ -41,7 +41,8 @@ def compare(
     selector = parse_selector(select)
     x, photo = prepare(network, image)
     rec = Recording(network.module, x, layer=layer, variants=BUILTIN, aliases=network.aliases)
-    tiles = [render(rec.visualize(selector, v, seed=seed)[0, 0], how, photo)[0][1] for v in BUILTIN]
+    pictures = rec.visualize_many(selector, BUILTIN, seed=seed)
+    tiles = [render(pictures[v][0, 0], how, photo)[0][1] for v in BUILTIN]
     return grid(
         tiles,
         columns=4,

@@ -20,6 +20,8 @@ class BatchNormTranspose(Rule):
     Reverse: x̂_c = ŷ_c γ_c / sqrt(σ²_c + ε). Bottleneck: none.
     """
 
+    pointwise = True
+
     def forward(self, bn: nn.modules.batchnorm._BatchNorm, x: Tensor) -> tuple[Tensor, None]:
         if bn.running_mean is None:
             raise NotImplementedError(f"{type(bn).__name__} without running statistics")

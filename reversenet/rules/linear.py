@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import torch.nn.functional as F
 from torch import Size, Tensor, nn
 
@@ -19,7 +21,8 @@ class ConvTranspose(Rule):
     Reverse: x̂ = Wᵀ ŷ, i.e. ``conv_transpose2d(ŷ, W, s, dilation=d, groups)`` taken
     in the padded input's coordinates, then cropped by the left/top padding and cut
     or zero-filled on the right/bottom, where the forward's floor division dropped
-    rows no window reached. x̂ has x's shape exactly. Bottleneck: x's size only.
+    rows no window reached (conv_transpose2d's own padding and output_padding do
+    this where they can express it). x̂ has x's shape exactly. Bottleneck: x's size.
     """
 
     def forward(self, conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, Size]:
@@ -28,6 +31,12 @@ class ConvTranspose(Rule):
     def reverse(self, conv: nn.Conv2d, grad: Tensor, size: Size) -> Tensor:
         if conv.padding_mode != "zeros":
             raise NotImplementedError(f"Conv2d with padding_mode={conv.padding_mode!r}")
+        padding = tuple(_padding_before(conv, a) for a in (0, 1))
+        reached = [(grad.shape[2 + a] - 1) * conv.stride[a] - 2 * padding[a] + conv.dilation[a] * (conv.kernel_size[a] - 1) + 1
+                   for a in (0, 1)]  # fmt: skip
+        extra = tuple(size[a] - reached[a] for a in (0, 1))  # the rows the floor division dropped
+        if all(0 <= e < max(s, d) for e, s, d in zip(extra, conv.stride, conv.dilation)):
+            return F.conv_transpose2d(grad, conv.weight, None, conv.stride, padding, extra, conv.groups, conv.dilation)
         full = F.conv_transpose2d(
             grad, conv.weight, stride=conv.stride, dilation=conv.dilation, groups=conv.groups
         )
@@ -36,6 +45,15 @@ class ConvTranspose(Rule):
             before = _padding_before(conv, axis)
             crop += [-before, size[axis] - (full.shape[2 + axis] - before)]
         return F.pad(full, crop)
+
+    def footprint(self, conv: nn.Conv2d, size: Size) -> tuple | None:
+        if conv.padding_mode != "zeros":
+            return None
+        return tuple((conv.kernel_size[a], conv.stride[a], _padding_before(conv, a), conv.dilation[a]) for a in (0, 1))
+
+    def reverse_window(self, conv: nn.Conv2d, grad: Tensor, size: Size, window: Any) -> Tensor:
+        """On a window: x̂ = Wᵀ ŷ on every input position the window's outputs read."""
+        return F.conv_transpose2d(grad, conv.weight, stride=conv.stride, dilation=conv.dilation, groups=conv.groups)
 
 
 def _padding_before(conv: nn.Conv2d, axis: int) -> int:

@@ -19,6 +19,8 @@ functional(
 class LrnIdentity(Rule):
     """x̂ = ŷ, as in DeConvNet (the paper's default outside SaliNet). Bottleneck: none."""
 
+    pointwise = True  # it mixes channels, not positions
+
     def forward(self, lrn: nn.LocalResponseNorm, x: Tensor) -> tuple[Tensor, None]:
         return lrn(x), None
 
@@ -35,6 +37,8 @@ class LrnBP(Rule):
     Reverse: x̂_i = ŷ_i d_i^(−β) − (2αβ/n) x_i Σ_{c : i ∈ W(c)} ŷ_c x_c d_c^(−β−1),
     where i ∈ W(c) ⇔ c ∈ [i − ⌊(n−1)/2⌋, i + ⌊n/2⌋].
     """
+
+    pointwise = True
 
     def forward(self, lrn: nn.LocalResponseNorm, x: Tensor) -> tuple[Tensor, Tensor]:
         return lrn(x), x

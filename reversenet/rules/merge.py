@@ -8,6 +8,7 @@ from typing import Any
 import torch
 from torch import Size, Tensor
 
+from ..window import POINTWISE
 from .registry import Rule, family, rule
 
 ADD = family("Add", operator.add, operator.iadd, torch.add, torch.Tensor.add)
@@ -26,6 +27,12 @@ def _unbroadcast(grad: Tensor, like: Any) -> Tensor | None:
     if len(shape) != grad.dim():
         return None
     return grad.sum_to_size(grad.shape[0], *shape[1:]) if shape[1:] != grad.shape[1:] else grad
+
+
+def _same_maps(a: Any, b: Any) -> tuple | None:
+    """Pointwise where both operands are maps of one shape (a residual connection); a
+    broadcast operand gathers the signal of every position."""
+    return POINTWISE if isinstance(a, Size) and a == b and len(a) == 4 else None
 
 
 def _tensors_only(grads: tuple[Tensor | None, ...], operands: tuple[Any, ...]) -> tuple[Tensor | None, ...]:
@@ -47,6 +54,12 @@ class AddTranspose(Rule):
         (a, b), alpha = r
         return _tensors_only((_unbroadcast(grad, a), _unbroadcast(grad * alpha, b)), (a, b))
 
+    def footprint(self, op: Any, r: tuple) -> tuple | None:
+        return _same_maps(*r[0])
+
+    def reverse_window(self, op: Any, grad: Tensor, r: tuple, window: Any) -> tuple[Tensor, Tensor]:
+        return grad, grad * r[1]
+
 
 @rule(SUB, "bp")
 class SubTranspose(Rule):
@@ -59,6 +72,12 @@ class SubTranspose(Rule):
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
         a, b = r
         return _tensors_only((_unbroadcast(grad, a), _unbroadcast(-grad, b)), (a, b))
+
+    def footprint(self, op: Any, r: tuple) -> tuple | None:
+        return _same_maps(*r)
+
+    def reverse_window(self, op: Any, grad: Tensor, r: tuple, window: Any) -> tuple[Tensor, Tensor]:
+        return grad, -grad
 
 
 @rule(MUL, "bp")
@@ -94,6 +113,9 @@ class Split(Rule):
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor, ...]:
         sizes, dim = r
         return grad.split(list(sizes), dim)
+
+    def footprint(self, op: Any, r: tuple) -> tuple | None:
+        return POINTWISE if r[1] == 1 else None  # channels; not positions
 
 
 @rule(DIV, "bp")

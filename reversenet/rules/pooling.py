@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from ..window import Footprint, Window
 from .registry import Rule, family, functional, rule
 
 MAXPOOL = family("MaxPool2d", nn.MaxPool2d)
@@ -77,6 +78,14 @@ class MaxPoolSwitches(Rule):
         kernel = _window(pool)[0]
         return r[0].numel() * math.log2(kernel[0] * kernel[1])
 
+    def footprint(self, pool: nn.Module, r: Any) -> tuple[Footprint, Footprint]:
+        return _footprint(pool)
+
+    def reverse_window(self, pool: nn.MaxPool2d, grad: Tensor, r: tuple[Tensor, tuple], window: Window) -> Tensor:
+        switches, size = r
+        rows, cols = switches.div(size[1], rounding_mode="floor"), switches.remainder(size[1])
+        return _scatter_window(grad, rows, cols, pool, window)
+
 
 @rule(MAXPOOL, "center")
 class MaxPoolCenter(Rule):
@@ -100,6 +109,33 @@ class MaxPoolCenter(Rule):
         )
         index = (rows[:, None] * size[1] + cols[None, :]).to(grad.device)
         return _scatter_sum(grad, index, size)
+
+    def footprint(self, pool: nn.Module, r: Any) -> tuple[Footprint, Footprint]:
+        return _footprint(pool)
+
+    def reverse_window(self, pool: nn.MaxPool2d, grad: Tensor, size: tuple, window: Window) -> Tensor:
+        kernel, stride, padding, dilation = _window(pool)
+        centres = []
+        for a, axis in enumerate((window.rows, window.cols)):
+            every = _centres(size[a], axis.extent, kernel[a], stride[a], padding[a], dilation[a]).to(grad.device)
+            centres.append(every[axis.positions(window.t[:, a]).clamp(0, axis.extent - 1)])
+        return _scatter_window(grad, centres[0][:, None, :, None], centres[1][:, None, None, :], pool, window)
+
+
+def _footprint(pool: nn.Module) -> tuple[Footprint, Footprint]:
+    kernel, stride, padding, dilation = _window(pool)
+    return tuple((kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+
+
+def _scatter_window(grad: Tensor, rows: Tensor, cols: Tensor, pool: nn.Module, window: Window) -> Tensor:
+    """x̂ on the input window of `window` (an output window): each ŷ[u] added at input
+    (rows[u], cols[u]), absolute map positions (tensors broadcasting to grad's shape)."""
+    footprint = _footprint(pool)
+    size = tuple((n - 1) * s + d * (k - 1) + 1 for n, (k, s, _, d) in zip(grad.shape[2:], footprint))
+    top, left = (o * s - p for o, (_, s, p, _) in zip(window.origins(), footprint))
+    rows = (rows - top.view(-1, 1, 1, 1)).clamp(0, size[0] - 1)  # outside the map ŷ is 0: any index
+    cols = (cols - left.view(-1, 1, 1, 1)).clamp(0, size[1] - 1)
+    return _scatter_sum(grad, rows * size[1] + cols, size)
 
 
 def _centres(n_in: int, n_out: int, k: int, stride: int, pad: int, dil: int) -> Tensor:
@@ -126,6 +162,19 @@ class AveragePool(Rule):
         p_h, p_w = (self.matrix(pool, size[a], grad.shape[2 + a], a).to(grad) for a in (0, 1))
         return torch.einsum("ncij,ia,jb->ncab", grad, p_h, p_w)
 
+    def reverse_window(self, pool: nn.Module, grad: Tensor, size: tuple, window: Window) -> Tensor:
+        """On a window: the rows of P of the window's outputs, the columns of its inputs
+        (zero outside the maps), per signal."""
+        p = []
+        for a, (out, (k, s, pad, d)) in enumerate(zip((window.rows, window.cols), _footprint(pool))):
+            every = self.matrix(pool, size[a], out.extent, a).to(grad)
+            u = out.positions(window.t[:, a])  # (S, h) outputs
+            v = (u[:, :1] * s - pad) + torch.arange((out.size - 1) * s + d * (k - 1) + 1, device=u.device)
+            inside = ((u >= 0) & (u < out.extent))[:, :, None] & ((v >= 0) & (v < size[a]))[:, None, :]
+            picked = every[u.clamp(0, out.extent - 1)[:, :, None], v.clamp(0, size[a] - 1)[:, None, :]]
+            p.append(torch.where(inside, picked, 0))
+        return torch.einsum("scij,sia,sjb->scab", grad, *p)
+
     def matrix(self, pool: nn.Module, n_in: int, n_out: int, axis: int) -> Tensor:
         raise NotImplementedError
 
@@ -143,6 +192,9 @@ class AvgPoolTranspose(AveragePool):
     Window sizes follow torch: clipped to the padded input (ceil_mode), counting the
     padding unless count_include_pad=False; divisor_override replaces the product.
     """
+
+    def footprint(self, pool: nn.AvgPool2d, size: tuple) -> tuple[Footprint, Footprint]:
+        return _footprint(pool)
 
     def matrix(self, pool: nn.AvgPool2d, n_in: int, n_out: int, axis: int) -> Tensor:
         kernel, stride, padding, _ = _window(pool)

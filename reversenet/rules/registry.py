@@ -24,12 +24,15 @@ from typing import Any
 from torch import Tensor
 from torch.nn import Module
 
+from ..window import POINTWISE, Footprint, Window
+
 
 class Rule:
     """One reversible pair. Subclasses set ``forward`` and ``reverse``."""
 
     family: str = ""
     name: str = ""
+    pointwise: bool = False  # the reverse at a position reads the signal and bottleneck there only
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
@@ -37,6 +40,18 @@ class Rule:
     def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor | None, ...]:
         """x̂ for each tensor input, in order (None: no signal goes back there)."""
         raise NotImplementedError
+
+    def footprint(self, op: Any, r: Any) -> tuple[Footprint, Footprint] | None:
+        """How far the reverse spreads a signal over a (N, C, H, W) map, per spatial
+        axis (kernel, stride, padding, dilation); POINTWISE for a layer that keeps
+        positions apart; None for one that mixes them all."""
+        return POINTWISE if self.pointwise else None
+
+    def reverse_window(self, op: Any, grad: Tensor, r: Any, window: Window) -> Tensor | tuple[Tensor | None, ...]:
+        """`reverse` of a signal on a `window` of the output map (reversenet.window),
+        the maps in `r` cropped to it: x̂ on ``window.through(footprint)``, without
+        cropping to the input map. A pointwise rule reverses as on whole maps."""
+        return self.reverse(op, grad, r)
 
     def bits(self, op: Any, r: Any) -> float:
         """The size of the bottleneck `r` in bits (shapes and constants count 0)."""

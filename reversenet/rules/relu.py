@@ -31,6 +31,8 @@ def _top(relu: nn.Module) -> float | None:
 class ReluIdentity(Rule):
     """x̂ = ŷ: the ReLU is ignored on the way back. Bottleneck: none."""
 
+    pointwise = True
+
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, None]:
         return x.clamp(min=0, max=_top(relu)), None
 
@@ -53,6 +55,8 @@ class ReluRelu(ReluIdentity):
 class ReluBP(Rule):
     """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]
     ([0 < x < 6] for ReLU6), one bit per element."""
+
+    pointwise = True
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
         top = _top(relu)

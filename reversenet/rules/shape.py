@@ -28,6 +28,8 @@ class PassThrough(Rule):
     """x̂ = ŷ. Dropout is taken in evaluation mode (the identity), whatever the
     module's training flag says. Bottleneck: none."""
 
+    pointwise = True
+
     def forward(self, op: nn.Module, x: Tensor) -> tuple[Tensor, None]:
         return x, None
 
