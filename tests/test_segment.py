@@ -303,3 +303,27 @@ def test_the_table1_script_runs_the_protocol_beside_the_papers_numbers(tmp_path)
     assert (tmp_path / "t1" / "classes.csv").read_text().splitlines()[1:] == ["n00_0,n00", "n01_1,n01"]
     with open(tmp_path / "t1" / "alexnet" / "summary.csv") as f:
         assert [r["classes"] for r in csv.DictReader(f)] == ["2"] * 4
+
+
+def test_the_objectness_experiment_makes_what_it_scores(tmp_path, monkeypatch):
+    """benchmarks/objectness.py (item 6, `make objectness`): photos with binary masks of one
+    object wholly inside, their classes, and weights that load as a state_dict and run fully
+    convolutionally on the photos (a 3-step training: the real one takes minutes)."""
+    monkeypatch.syspath_prepend(str(Path(__file__).parents[1]))
+    from benchmarks import objectness
+
+    objectness.make_photos(tmp_path / "photos", 4, seed=3)
+    classes = (tmp_path / "photos" / "classes.csv").read_text().split()
+    assert classes == [f"{c}-{i:04d},{c}" for i, c in enumerate(objectness.CLASSES)]
+    for line in classes:
+        stem = line.split(",")[0]
+        mask = np.asarray(Image.open(tmp_path / "photos" / "masks" / f"{stem}.png"))
+        assert set(np.unique(mask)) == {0, 255} and not mask[[0, -1]].any() and not mask[:, [0, -1]].any()
+        assert Image.open(tmp_path / "photos" / "images" / f"{stem}.png").size == mask.shape[::-1]
+    result = objectness.train(tmp_path / "w.pt", steps=3, batch_size=4, held_out=8)
+    assert 0 <= result["accuracy"] <= 1
+    network = load_network(objectness.FACTORY, str(tmp_path / "w.pt"))
+    masks = Segmenter(network, ["salinet"])(tmp_path / "photos" / "images" / "disk-0000.png").masks
+    assert masks["salinet"].shape == (256, 256)
+    # the cache key follows the arguments (and the code that makes photos and weights)
+    assert objectness._key(200, 0, 1600) != objectness._key(100, 0, 1600)
