@@ -83,6 +83,7 @@ class Recording:
         self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
         self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: tuple(x.shape[-2:])}  # maps' (H, W)
         self._widest = x[0].numel()  # the most elements a step outputs per image
+        self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shape = tuple(x.shape)
         self.activations = self._forward(x, variants)
 
@@ -156,10 +157,15 @@ class Recording:
         return rule
 
     def rules(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule]]:
-        """The rule that `variant` applies at each step of the path to `layer`, input first."""
-        variant = load_variant(variant)
-        on_path = self._on_path[self.targets[layer or self.layer]]
-        return [(s, self._rule(s, variant)) for s in self.steps if s.node in self._tensor_inputs and s.node in on_path]
+        """The rule that `variant` applies at each step of the path to `layer`, input first
+        (the reverse plan, made once per recording, variant and layer)."""
+        variant, layer = load_variant(variant), layer or self.layer
+        key = (variant.name, repr(variant.rules), variant.fallback, layer)
+        if key not in self._plans:
+            on_path = self._on_path[self.targets[layer]]
+            self._plans[key] = [(s, self._rule(s, variant)) for s in self.steps
+                                if s.node in self._tensor_inputs and s.node in on_path]  # fmt: skip
+        return self._plans[key]
 
     def bottleneck_bits(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule, float]]:
         """Per step, the rule `variant` applies and its bottleneck's size in bits per

@@ -16,6 +16,7 @@ reversed by its exact vector-Jacobian product (``fallback: bp``).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
@@ -71,8 +72,7 @@ def load_variant(spec: str | Path | Variant) -> Variant:
         return spec
     spec = str(spec)
     if spec in BUILTIN:
-        source = _BUILTIN / f"{spec}.yaml"
-        return parse_variant(source.read_text(encoding="utf-8"), spec, f"{spec}.yaml")
+        return _builtin(spec)
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise unknown("variant", spec, BUILTIN)
@@ -81,6 +81,12 @@ def load_variant(spec: str | Path | Variant) -> Variant:
     except (OSError, UnicodeDecodeError) as exc:
         raise ReversenetError(f"cannot read variant file {spec}: {exc.strerror or exc}") from exc
     return parse_variant(text, path.stem, spec)
+
+
+@cache
+def _builtin(name: str) -> Variant:
+    """A built-in variant, parsed once per process."""
+    return parse_variant((_BUILTIN / f"{name}.yaml").read_text(encoding="utf-8"), name, f"{name}.yaml")
 
 
 def parse_variant(text: str, name: str, source: str) -> Variant:
