@@ -242,7 +242,10 @@ class Recording:
                         pieces[-1] = (rule, pieces[-1][1], start + count)
                     else:
                         pieces.append((rule, start, start + count))
-                outs = [self._reverse_step(step, rule, grad[a:b], window, n, a, b) for rule, a, b in pieces]
+                if len(pieces) == 1:  # one call; signals not batch-first (a fallback inside attention) stay whole
+                    outs = [self._reverse_step(step, pieces[0][0], grad, window, n, 0, len(signal))]
+                else:
+                    outs = [self._reverse_step(step, rule, _rows(grad, a, b), window, n, a, b) for rule, a, b in pieces]
                 out = outs[0] if len(outs) == 1 else _concat(outs)
                 for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
                     if g is None:
@@ -267,7 +270,7 @@ class Recording:
         r = self._bottleneck[key]
         try:
             if window is None or window.is_whole:
-                return rule.reverse(step.op, grad, _tile(r, len(grad) // n, n))
+                return rule.reverse(step.op, grad, _tile(r, (b - a) // n, n))
             window = window.rows_of(a, b)
             return rule.reverse_window(step.op, grad, crop_bottleneck(r, window, self._extent[step.node], n), window)
         except (RuntimeError, TypeError, ValueError) as exc:
@@ -341,6 +344,11 @@ def _carries_tensors(value: Any) -> bool:
     if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
         return any(isinstance(v, Tensor) for v in value)
     return isinstance(value, Tensor)
+
+
+def _rows(grad: Tensor | dict, a: int, b: int) -> Tensor | dict:
+    """Signals a:b; those of a tuple are {element index: tensor}."""
+    return {i: g[a:b] for i, g in grad.items()} if isinstance(grad, dict) else grad[a:b]
 
 
 def _concat(outs: list[Any]) -> Any:
