@@ -394,8 +394,9 @@ def layers(model: str) -> None:
 @click.option("--layer", "-l", default=None, help="Layer to reverse from. Default: the last feature map.")
 @click.option("--variant", "-v", default="desalinet", show_default=True, help="Variant name or YAML file.")
 def inspect(model, weights, seed, device, layer, variant) -> None:
-    """The rule in force at every layer and the size of its bottleneck in bits,
-    beside the size of the activation it stands for (float32).
+    """The rule in force at every layer, its bottleneck in bits (information) and in
+    bytes (memory held), beside the activation bytes autograd saves there for backward
+    (measured; a tensor saved by several layers counts at the first).
 
     \b
     Examples:
@@ -406,17 +407,19 @@ def inspect(model, weights, seed, device, layer, variant) -> None:
     network = load_network(model, weights, seed=seed, device=pick_device(device))
     rows = bottleneck_report(network, layer=layer or network.default_layer, variant=variant)
     table = Table(title=f"{model}, {rows.layer}, {variant}: the information bottleneck per image")
-    for column in ("layer", "type", "rule", "bottleneck bits", "input activation bits"):
+    for column in ("layer", "type", "rule", "bottleneck bits", "bytes held", "autograd bytes"):
         table.add_column(column, justify="left" if column in ("layer", "type", "rule") else "right")
+    numbers = lambda r: [f"{v:,.0f}" for v in (r.bits, r.bytes, r.autograd_bytes)]  # a row, or the total
     for row in rows.rows:
-        table.add_row(row.layer, row.kind, row.rule, f"{row.bits:,.0f}", f"{row.activation_bits:,.0f}")
+        table.add_row(row.layer, row.kind, row.rule, *numbers(row))
     table.add_section()
-    table.add_row("total", "", "", f"{rows.bits:,.0f}", f"{rows.activation_bits:,.0f}")
+    table.add_row("total", "", "", *numbers(rows))
     Console().print(table)
-    share = rows.bits / rows.activation_bits if rows.activation_bits else 0.0
+    share = rows.bytes / rows.autograd_bytes if rows.autograd_bytes else 0.0
     Console().print(
-        f"bottleneck {rows.bits / 8 / 1024:,.1f} KiB = {share:.2%} "
-        f"of the activations it stands for ({rows.activation_bits / 8 / 1024 ** 2:,.1f} MiB)"
+        f"bottleneck held in {rows.bytes / 1024:,.1f} KiB = {share:.2%} of the "
+        f"{rows.autograd_bytes / 1024**2:,.1f} MiB autograd saves for backward "
+        f"(information: {rows.bits / 8 / 1024:,.1f} KiB)"
     )
 
 

@@ -170,9 +170,23 @@ class Recording:
     def bottleneck_bits(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule, float]]:
         """Per step, the rule `variant` applies and its bottleneck's size in bits per
         image (a ReLU mask: 1 bit per element; switches: log2(window) per output)."""
+        return self._per_image("bits", variant, layer)
+
+    def bottleneck_bytes(
+        self, variant: VariantSpec, layer: str | None = None
+    ) -> list[tuple[Step, Rule, float]]:
+        """Per step, the rule `variant` applies and the memory its bottleneck holds, in
+        bytes per image (`Rule.nbytes`: a ReLU mask packed 8 bits to a byte, a switch one
+        byte per output)."""
+        return self._per_image("nbytes", variant, layer)
+
+    def _per_image(
+        self, size: str, variant: VariantSpec, layer: str | None
+    ) -> list[tuple[Step, Rule, float]]:
+        """(step, rule, rule.<size>(its bottleneck) / batch) along the path to `layer`."""
         n = self.input_shape[0]
-        return [(step, rule, rule.bits(step.op, self._bottleneck[_key(step, rule)]) / n)
-                for step, rule in self.rules(variant, layer)]  # fmt: skip
+        measure = lambda step, rule: getattr(rule, size)(step.op, self._bottleneck[_key(step, rule)])
+        return [(step, rule, measure(step, rule) / n) for step, rule in self.rules(variant, layer)]
 
     def reverse(
         self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None, restrict: bool = True

@@ -16,6 +16,7 @@ widens the signal to the whole map there and reverses it as usual.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -156,4 +157,7 @@ def crop_bottleneck(r: Any, window: Window, extent: tuple[int, int], n: int) -> 
         return r
     if isinstance(r, (tuple, list)) and not isinstance(r, torch.Size):
         return type(r)(crop_bottleneck(v, window, extent, n) for v in r)
+    if dataclasses.is_dataclass(r) and not isinstance(r, type):  # a packed ReLU mask: its bits
+        fields = {f.name: getattr(r, f.name) for f in dataclasses.fields(r)}
+        return dataclasses.replace(r, **{k: crop_bottleneck(v, window, extent, n) for k, v in fields.items()})
     return r

@@ -213,9 +213,11 @@ def test_inspect_vgg16(run):
     assert code == 0, err
     relu1 = next(line for line in out.splitlines() if "features.1 " in line)
     assert "hybrid" in relu1 and "3,211,264" in relu1  # 64×224×224 mask bits
+    assert "401,408" in relu1 and "12,845,056" in relu1  # held: 8 to a byte; autograd: float32
     pool1 = next(line for line in out.splitlines() if "features.4 " in line)
     assert "switches" in pool1 and "1,605,632" in pool1  # 64×112×112 outputs × log2(4)
-    assert "16,608,256" in out and "2.64%" in out
+    assert "802,816" in pool1  # held: one byte per output
+    assert "16,608,256" in out and "3,223,808" in out and "4.41%" in out
 
 
 def test_layers_resnet50_names_containers(run):

@@ -18,10 +18,15 @@ DIV = family("Div", operator.truediv, torch.div, torch.Tensor.div)
 CAT = family("Concat", torch.cat, torch.concat)
 
 
+def _operand(v: Any) -> bool:
+    """A tensor operand as a bottleneck keeps it: the tensor or its shape."""
+    return isinstance(v, (Tensor, Size))
+
+
 def _unbroadcast(grad: Tensor, like: Any) -> Tensor | None:
     """`grad` summed down to a per-sample operand's shape; None for a constant or a
     tensor without the batch axis (a parameter: it is not on a path to the image)."""
-    if not isinstance(like, (Tensor, Size)):
+    if not _operand(like):
         return None
     shape = like.shape if isinstance(like, Tensor) else like
     if len(shape) != grad.dim():
@@ -36,7 +41,7 @@ def _same_maps(a: Any, b: Any) -> tuple | None:
 
 
 def _tensors_only(grads: tuple[Tensor | None, ...], operands: tuple[Any, ...]) -> tuple[Tensor | None, ...]:
-    return tuple(g for g, a in zip(grads, operands) if isinstance(a, (Tensor, Size)))
+    return tuple(g for g, a in zip(grads, operands) if _operand(a))
 
 
 @rule(ADD, "bp")
@@ -80,18 +85,29 @@ class SubTranspose(Rule):
         return grad, -grad
 
 
+def _kept(factor: Any, other: Any) -> Any:
+    """What a reverse needs of `factor` to send a signal to `other`: the tensor if
+    `other` is one too, else only its shape (a constant gets no signal back)."""
+    return factor.shape if isinstance(factor, Tensor) and not isinstance(other, Tensor) else factor
+
+
 @rule(MUL, "bp")
 class MulBP(Rule):
     """y = a ⊙ b. Reverse (backpropagation): â = ŷ ⊙ b, b̂ = ŷ ⊙ a, summed over
     broadcast axes. Linear when one factor is a constant (bottleneck: none beyond
-    it); a product of two signals keeps both as its bottleneck."""
+    it, the other factor's shape); a product of two signals keeps both as its
+    bottleneck."""
 
     def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
-        return a * b, (a, b)
+        return a * b, (_kept(a, b), _kept(b, a))
 
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
         a, b = r
-        return _tensors_only((_unbroadcast(grad * b, a), _unbroadcast(grad * a, b)), (a, b))
+        grads = (
+            _unbroadcast(grad * b, a) if _operand(a) else None,
+            _unbroadcast(grad * a, b) if _operand(b) else None,
+        )
+        return _tensors_only(grads, (a, b))
 
     def bits(self, op: Any, r: tuple) -> float:
         a, b = r
@@ -121,11 +137,15 @@ class Split(Rule):
 @rule(DIV, "bp")
 class DivBP(MulBP):
     """y = a / b. Reverse (backpropagation): â = ŷ / b, b̂ = −ŷ a / b², summed over
-    broadcast axes. Linear when b is a constant."""
+    broadcast axes. Linear when b is a constant (bottleneck: b and a's shape)."""
 
     def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
-        return a / b, (a, b)
+        return a / b, (_kept(a, b), b)
 
     def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
         a, b = r
-        return _tensors_only((_unbroadcast(grad / b, a), _unbroadcast(-grad * a / (b * b), b)), (a, b))
+        grads = (
+            _unbroadcast(grad / b, a) if _operand(a) else None,
+            _unbroadcast(-grad * a / (b * b), b) if _operand(b) else None,
+        )
+        return _tensors_only(grads, (a, b))

@@ -17,7 +17,8 @@ modules built with ``inplace=True`` are reversed like the others.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import dataclasses
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -57,8 +58,30 @@ class Rule:
         """The size of the bottleneck `r` in bits (shapes and constants count 0)."""
         return 0.0
 
+    def nbytes(self, op: Any, r: Any) -> int:
+        """The memory that holding the bottleneck `r` takes: the bytes of the storages of
+        the tensors inside it, each storage once and whole (a view keeps all of it alive);
+        shapes and constants count 0."""
+        storages = {t.untyped_storage().data_ptr(): t.untyped_storage().nbytes() for t in tensors_in(r)}
+        return sum(storages.values())
+
     def __repr__(self) -> str:
         return f"<rule {self.family}:{self.name}>"
+
+
+def tensors_in(r: Any) -> Iterator[Tensor]:
+    """The tensors inside a bottleneck: in tuples, lists, dicts and dataclasses, at any depth."""
+    if isinstance(r, Tensor):
+        yield r
+    elif isinstance(r, (tuple, list)):
+        for v in r:
+            yield from tensors_in(v)
+    elif isinstance(r, dict):
+        for v in r.values():
+            yield from tensors_in(v)
+    elif dataclasses.is_dataclass(r) and not isinstance(r, type):
+        for f in dataclasses.fields(r):
+            yield from tensors_in(getattr(r, f.name))
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """ReLU, y = max(x, 0), and its four reverses (the paper's RU†).
 
 The choice of RU† is what separates DeConvNet, SaliNet and DeSaliNet. Two rules
-carry no bottleneck, two keep the ReLU mask [x > 0] (one bit per element).
+carry no bottleneck, two keep the ReLU mask [x > 0] (one bit per element, packed 8 to a
+byte along the channel axis: see packing.py).
 
 ReLU6 (MobileNetV2), y = min(max(x, 0), 6), belongs to the same family, so one
 variant entry picks the rule for both: its mask is [0 < x < 6], where it passes its
@@ -14,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from .packing import PackedMask
 from .registry import Rule, family, functional, rule
 
 RELU = family("ReLU", nn.ReLU, nn.ReLU6)
@@ -54,19 +56,19 @@ class ReluRelu(ReluIdentity):
 @rule(RELU, "bp")
 class ReluBP(Rule):
     """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]
-    ([0 < x < 6] for ReLU6), one bit per element."""
+    ([0 < x < 6] for ReLU6), one bit per element, held as bits."""
 
     pointwise = True
 
-    def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, Tensor]:
+    def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, PackedMask]:
         top = _top(relu)
         mask = x > 0 if top is None else (x > 0) & (x < top)
-        return x.clamp(min=0, max=top), mask
+        return x.clamp(min=0, max=top), PackedMask.of(mask)
 
-    def reverse(self, relu: nn.Module, grad: Tensor, mask: Tensor) -> Tensor:
+    def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
         return grad * mask
 
-    def bits(self, relu: nn.Module, mask: Tensor) -> float:
+    def bits(self, relu: nn.Module, mask: PackedMask) -> float:
         return float(mask.numel())
 
 
@@ -74,5 +76,5 @@ class ReluBP(Rule):
 class ReluHybrid(ReluBP):
     """x̂ = max(ŷ, 0) ⊙ [x > 0]: DeSaliNet (guided backprop). Bottleneck: [x > 0]."""
 
-    def reverse(self, relu: nn.Module, grad: Tensor, mask: Tensor) -> Tensor:
-        return grad.clamp(min=0) * mask
+    def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
+        return mask.mask_(grad.clamp(min=0))
