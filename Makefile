@@ -26,7 +26,8 @@ test: setup
 
 # One table: reversenet against autograd and captum (time, peak memory, bottleneck bytes,
 # scaling) on VGG-16 (random weights), with the targets; captum comes from the bench extra.
-# ~10 minutes on 2 CPU cores. Options: make bench BENCH="--repeats 5 --markdown bench.md"
+# ~4 minutes on 2 idle CPU cores, twice that on a busy machine.
+# Options: make bench BENCH="--repeats 5 --markdown bench.md"
 bench: setup
 	$(BIN)/pip install --quiet -e '.[bench]'
 	$(BIN)/python benchmarks/speed.py $(BENCH)
