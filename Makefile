@@ -24,8 +24,13 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
+# One table: reversenet against autograd and captum (time, peak memory, bottleneck bytes,
+# scaling) on VGG-16 (random weights), with the targets; captum comes from the bench extra.
+# ~4 minutes on 2 idle CPU cores, twice that on a busy machine.
+# Options: make bench BENCH="--repeats 5 --markdown bench.md"
 bench: setup
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/pip install --quiet -e '.[bench]'
+	$(BIN)/python benchmarks/speed.py $(BENCH)
 
 # Photos per second of `reversenet run` (batch sizes 1, 8, 32) against a shell loop of
 # `reversenet visualize`, 64 photos on VGG-16 (random weights); ~10 minutes on 2 cores.
