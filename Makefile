@@ -63,3 +63,4 @@ golden: setup
 	rm -rf tests/golden
 	$(BIN)/reversenet visualize -m alexnet -w random --seed 0 -v all -o tests/golden/alexnet
 	$(BIN)/reversenet visualize -m vgg16 -w random --seed 0 -v all -o tests/golden/vgg16
+	rm tests/golden/*/manifest.jsonl  # run records with this machine's paths: not golden
