@@ -239,20 +239,9 @@ def reversenet_bottleneck(graph: Graph, x: Tensor, layer: str, variant: str) -> 
     """Bytes of the tensors a recording for `variant` keeps to reverse `layer`, and the
     information they carry (1 bit per ReLU mask element, log2(window) per switch) in bytes."""
     rec = reversenet.record(graph, x, layer=layer, variants=[variant])
-    count = getattr(rec, "bottleneck_bytes", None)
-    # Recording has no public byte count yet: its bottleneck holds this variant's tensors only
-    kept = count(variant) if count else _bytes(_tensors(list(rec._bottleneck.values())))
-    return kept, sum(bits for _, _, bits in rec.bottleneck_bits(variant)) * x.shape[0] / 8
-
-
-def _tensors(value: object) -> list[Tensor]:
-    if isinstance(value, Tensor):
-        return [value]
-    if isinstance(value, dict):
-        value = list(value.values())
-    if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
-        return [t for v in value for t in _tensors(v)]
-    return []
+    per_image = sum(size for _, _, size in rec.bottleneck_bytes(variant))
+    bits = sum(size for _, _, size in rec.bottleneck_bits(variant))
+    return round(per_image * x.shape[0]), bits * x.shape[0] / 8
 
 
 def _storage(t: Tensor) -> int:

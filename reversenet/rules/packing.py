@@ -14,38 +14,41 @@ unpacks to m[..., r0:r1, c0:c1] (a crop of the bottleneck for a restricted rever
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-
-def _shifts(like: Tensor) -> Tensor:
-    """0 … 7 as uint8, shaped to broadcast along the bit axis of (N, G, 8, *S)."""
-    return torch.arange(8, dtype=torch.uint8, device=like.device).view(8, *[1] * (like.dim() - 2))
+# Every loop below works on one bit, i.e. channels b, b + 8, b + 16, … (x[:, b::8]): whole
+# planes of an (N, C, H, W) map, so the temporaries are an eighth of the map's size.
 
 
-def pack(mask: Tensor) -> Tensor:
-    """The bits of a boolean mask (N, C, *S), as uint8 (N, ⌈C/8⌉, *S)."""
-    if mask.dim() < 2:
-        raise ValueError(f"a mask needs a channel axis (N, C, ...), got shape {tuple(mask.shape)}")
-    n, c, *spatial = mask.shape
-    groups = -(-c // 8)
-    padded = mask.new_zeros(n, 8 * groups, *spatial, dtype=torch.uint8)
-    padded[:, :c] = mask
-    return (padded.view(n, groups, 8, *spatial) << _shifts(mask)).sum(2, dtype=torch.uint8)
+def pack(x: Tensor, test: Callable[[Tensor], Tensor] = lambda m: m) -> Tensor:
+    """The bits of the boolean mask test(x) (x: (N, C, *S)), as uint8 (N, ⌈C/8⌉, *S);
+    `test` runs on an eighth of the channels at a time, so the mask is never whole."""
+    if x.dim() < 2:
+        raise ValueError(f"a mask needs a channel axis (N, C, ...), got shape {tuple(x.shape)}")
+    n, c, *spatial = x.shape
+    packed = torch.zeros(n, -(-c // 8), *spatial, dtype=torch.uint8, device=x.device)
+    for b in range(min(c, 8)):
+        bit = test(x[:, b::8]).to(torch.uint8).bitwise_left_shift_(b)
+        packed[:, : bit.shape[1]].bitwise_or_(bit)
+    return packed
+
+
+def _bit(packed: Tensor, b: int, channels: int) -> Tensor:
+    """Bit b of `packed` as uint8 0 or 1 (a float times uint8 is fast, times bool slow):
+    the mask of channels b, b + 8, … < channels."""
+    return packed[:, : len(range(b, channels, 8))].bitwise_right_shift(b).bitwise_and_(1)
 
 
 def unpack(packed: Tensor, channels: int) -> Tensor:
     """The boolean mask (N, channels, *S) that `packed` (N, ⌈channels/8⌉, *S) holds."""
-    return _ones(packed, channels).view(torch.bool)  # 0 or 1: valid bools
-
-
-def _ones(packed: Tensor, channels: int) -> Tensor:
-    """The mask as uint8 0 or 1: it multiplies a float tensor faster than a bool one."""
-    n, groups, *spatial = packed.shape
-    bits = (packed.unsqueeze(2) >> _shifts(packed)).bitwise_and_(1)
-    return bits.reshape(n, 8 * groups, *spatial)[:, :channels]  # a copy only for odd strides (1×1 crops)
+    mask = torch.empty(len(packed), channels, *packed.shape[2:], dtype=torch.bool, device=packed.device)
+    for b in range(min(channels, 8)):
+        mask[:, b::8] = _bit(packed, b, channels)
+    return mask
 
 
 @dataclass(frozen=True)
@@ -64,9 +67,10 @@ class PackedMask:
     channels: int
 
     @classmethod
-    def of(cls, mask: Tensor) -> PackedMask:
-        mask = mask if mask.dim() >= 2 else mask.reshape(-1, 1)
-        return cls(pack(mask), mask.shape[1])
+    def of(cls, x: Tensor, test: Callable[[Tensor], Tensor] = lambda m: m) -> PackedMask:
+        """The mask test(x), or x itself if it is boolean (see `pack`)."""
+        x = x if x.dim() >= 2 else x.reshape(-1, 1)
+        return cls(pack(x, test), x.shape[1])
 
     def unpack(self) -> Tensor:
         return unpack(self.bits, self.channels)
@@ -76,11 +80,17 @@ class PackedMask:
         return self.bits.shape[0] * self.channels * math.prod(self.bits.shape[2:])
 
     def __rmul__(self, grad: Tensor) -> Tensor:
-        ones = _ones(self.bits, self.channels)
-        return (grad.reshape(-1, *ones.shape) * ones).reshape(grad.shape)  # (K, N, ...) against (N, ...)
+        return self._apply(grad, grad.new_empty(grad.shape))
 
     def mask_(self, signal: Tensor) -> Tensor:
-        ones = _ones(self.bits, self.channels)
-        signal = signal.contiguous()  # then splitting the batch axis is a view
-        signal.view(-1, *ones.shape).mul_(ones)
-        return signal
+        signal = signal.contiguous()
+        return self._apply(signal, signal)
+
+    def _apply(self, signal: Tensor, out: Tensor) -> Tensor:
+        """out = signal ⊙ mask, bit by bit; signals (K·N, …) as (K, N, …) against (N, …).
+        `out` is contiguous: splitting its batch axis is a view."""
+        shape = (-1, *self.bits.shape[:1], self.channels, *self.bits.shape[2:])
+        signal, viewed = signal.reshape(shape), out.view(shape)
+        for b in range(min(self.channels, 8)):
+            torch.mul(signal[:, :, b::8], _bit(self.bits, b, self.channels), out=viewed[:, :, b::8])
+        return out

@@ -62,8 +62,8 @@ class ReluBP(Rule):
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, PackedMask]:
         top = _top(relu)
-        mask = x > 0 if top is None else (x > 0) & (x < top)
-        return x.clamp(min=0, max=top), PackedMask.of(mask)
+        active = (lambda x: x > 0) if top is None else (lambda x: (x > 0) & (x < top))
+        return x.clamp(min=0, max=top), PackedMask.of(x, active)
 
     def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
         return grad * mask
