@@ -15,6 +15,7 @@ from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph, Step
 from .rules import Rule
 from .rules.fallback import FALLBACK
+from .rules.registry import tensors_in
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN, Variant, load_variant
 from .window import Axis, Footprint, Window, box, crop_bottleneck
@@ -256,11 +257,14 @@ class Recording:
                         pieces[-1] = (rule, pieces[-1][1], start + count)
                     else:
                         pieces.append((rule, start, start + count))
-                if len(pieces) == 1:  # one call; signals not batch-first (a fallback inside attention) stay whole
-                    outs = [self._reverse_step(step, pieces[0][0], grad, window, n, 0, len(signal))]
+                if all(rule.inplace for rule, _, _ in pieces) and _owned(grad, grads, signal):
+                    for rule, a, b in pieces:  # each variant's rows overwritten: nothing to join
+                        self._reverse_step(step, rule, grad[a:b], window, n, a, b, inplace=True)
+                    out = grad
+                elif len(pieces) == 1:  # one call; signals not batch-first (a fallback inside attention) stay whole
+                    out = self._reverse_step(step, pieces[0][0], grad, window, n, 0, len(signal))
                 else:
-                    outs = [self._reverse_step(step, rule, _rows(grad, a, b), window, n, a, b) for rule, a, b in pieces]
-                out = outs[0] if len(outs) == 1 else _concat(outs)
+                    out = _concat([self._reverse_step(step, rule, _rows(grad, a, b), window, n, a, b) for rule, a, b in pieces])
                 for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
                     if g is None:
                         continue
@@ -273,8 +277,11 @@ class Recording:
         window = windows.get(self.graph.input)
         return result if window is None or window.is_whole else self._whole(self.graph.input, window.t).place(result, window)
 
-    def _reverse_step(self, step: Step, rule: Rule, grad: Tensor, window: Window | None, n: int, a: int, b: int) -> Any:
-        """One rule's reverse of rows a:b of the signals at a step, on the step's window."""
+    def _reverse_step(
+        self, step: Step, rule: Rule, grad: Tensor, window: Window | None, n: int, a: int, b: int, inplace: bool = False
+    ) -> Any:
+        """One rule's reverse of rows a:b of the signals at a step, on the step's window
+        (with `inplace`, written into `grad`: see Rule.reverse_)."""
         key = _key(step, rule)
         if key not in self._bottleneck:
             raise UsageError(
@@ -284,9 +291,11 @@ class Recording:
         r = self._bottleneck[key]
         try:
             if window is None or window.is_whole:
-                return rule.reverse(step.op, grad, _tile(r, (b - a) // n, n))
+                r = _tile(r, (b - a) // n, n)
+                return rule.reverse_(step.op, grad, r) if inplace else rule.reverse(step.op, grad, r)
             window = window.rows_of(a, b)
-            return rule.reverse_window(step.op, grad, crop_bottleneck(r, window, self._extent[step.node], n), window)
+            r = crop_bottleneck(r, window, self._extent[step.node], n)
+            return rule.reverse_(step.op, grad, r) if inplace else rule.reverse_window(step.op, grad, r, window)
         except (RuntimeError, TypeError, ValueError) as exc:
             raise ReversenetError(f"reversing {step.where} failed: {first_line(exc)}") from exc
 
@@ -358,6 +367,17 @@ def _carries_tensors(value: Any) -> bool:
     if isinstance(value, (tuple, list)) and not isinstance(value, torch.Size):
         return any(isinstance(v, Tensor) for v in value)
     return isinstance(value, Tensor)
+
+
+def _owned(grad: Any, grads: dict[fx.Node, Any], signal: Tensor) -> bool:
+    """Whether a reverse may overwrite `grad`: a dense tensor the engine made (not the
+    caller's signal) that no signal still waiting in `grads` shares (an Add passes one
+    tensor to both of its inputs)."""
+    if not isinstance(grad, Tensor) or not grad.is_contiguous():
+        return False
+    storage = grad.untyped_storage().data_ptr()
+    others = [signal, *tensors_in(list(grads.values()))]
+    return all(t.untyped_storage().data_ptr() != storage for t in others)
 
 
 def _rows(grad: Tensor | dict, a: int, b: int) -> Tensor | dict:

@@ -1,6 +1,6 @@
 """Receptive-field restriction and batched variants (design page §7): a reverse computed on
-windows, or for several variants in one pass, or in chunks, equals the plain full reverse,
-which the oracle tests tie to autograd."""
+windows, or for several variants in one pass, or in chunks, or in place, equals the plain
+full reverse, which the oracle tests tie to autograd."""
 
 from __future__ import annotations
 
@@ -83,6 +83,37 @@ def test_variants_in_one_pass_equal_one_by_one():
         alone = rec.visualize("topk:3", variant)
         assert together[variant].shape == alone.shape
         assert relative_error(together[variant], alone) < 1e-6, variant
+
+
+class SkipOverReLU(nn.Module):
+    """t + relu(t): the signal reaching the ReLU reaches t by the skip too."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(3, 4, 3, padding=1), nn.ReLU()
+
+    def forward(self, x):
+        t = self.conv(x)
+        return t + self.relu(t)
+
+
+@pytest.mark.parametrize("restrict", [True, False])
+@pytest.mark.parametrize(
+    "model", [SkipOverReLU(), nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU())], ids=["skip", "relu-last"]
+)
+def test_in_place_reverses_leave_other_signals_alone(model, restrict):
+    # ReLU rules overwrite the signal they get when the engine owns it; the caller's
+    # signal (a ReLU at the layer reversed from) and one still waiting elsewhere are not
+    torch.manual_seed(0)
+    model = model.double().eval()
+    x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
+    rec = reversenet.record(model, x, layer="output")
+    signal = torch.randn_like(rec.activation)
+    before = signal.clone()
+    results = rec.reverse_many([(variant, signal) for variant in reversenet.VARIANTS], restrict=restrict)
+    assert torch.equal(signal, before)
+    for variant, ours in zip(reversenet.VARIANTS, results):
+        assert relative_error(ours, reference(model, x, "", variant, signal)) < 1e-9, variant
 
 
 def test_chunks_equal_one_pass(monkeypatch):

@@ -34,12 +34,19 @@ class Rule:
     family: str = ""
     name: str = ""
     pointwise: bool = False  # the reverse at a position reads the signal and bottleneck there only
+    inplace: bool = False  # has reverse_, which overwrites the signal instead of allocating
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
     def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor | None, ...]:
         """x̂ for each tensor input, in order (None: no signal goes back there)."""
+        raise NotImplementedError
+
+    def reverse_(self, op: Any, grad: Tensor, r: Any) -> Tensor:
+        """`reverse` written into `grad` and returned, for a rule with ``inplace``: the
+        engine calls it on a contiguous signal that nothing else reads (one allocation
+        and, where variants differ at a step, one concatenation fewer)."""
         raise NotImplementedError
 
     def footprint(self, op: Any, r: Any) -> tuple[Footprint, Footprint] | None:

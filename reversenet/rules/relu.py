@@ -33,12 +33,15 @@ def _top(relu: nn.Module) -> float | None:
 class ReluIdentity(Rule):
     """x̂ = ŷ: the ReLU is ignored on the way back. Bottleneck: none."""
 
-    pointwise = True
+    pointwise = inplace = True
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, None]:
         return x.clamp(min=0, max=_top(relu)), None
 
     def reverse(self, relu: nn.Module, grad: Tensor, r: None) -> Tensor:
+        return grad
+
+    def reverse_(self, relu: nn.Module, grad: Tensor, r: None) -> Tensor:
         return grad
 
 
@@ -52,13 +55,16 @@ class ReluRelu(ReluIdentity):
     def reverse(self, relu: nn.Module, grad: Tensor, r: None) -> Tensor:
         return grad.clamp(min=0)
 
+    def reverse_(self, relu: nn.Module, grad: Tensor, r: None) -> Tensor:
+        return grad.clamp_(min=0)
+
 
 @rule(RELU, "bp")
 class ReluBP(Rule):
     """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]
     ([0 < x < 6] for ReLU6), one bit per element, held as bits."""
 
-    pointwise = True
+    pointwise = inplace = True
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, PackedMask]:
         top = _top(relu)
@@ -67,6 +73,9 @@ class ReluBP(Rule):
 
     def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
         return grad * mask
+
+    def reverse_(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
+        return mask.mask_(grad)
 
     def bits(self, relu: nn.Module, mask: PackedMask) -> float:
         return float(mask.numel())
@@ -78,3 +87,6 @@ class ReluHybrid(ReluBP):
 
     def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
         return mask.mask_(grad.clamp(min=0))
+
+    def reverse_(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
+        return mask.mask_(grad.clamp_(min=0))
