@@ -116,13 +116,23 @@ def test_in_place_reverses_leave_other_signals_alone(model, restrict):
         assert relative_error(ours, reference(model, x, "", variant, signal)) < 1e-9, variant
 
 
-def test_chunks_equal_one_pass(monkeypatch):
+@pytest.mark.parametrize("batch", [1, 3])
+def test_chunks_equal_one_pass(monkeypatch, batch):
     torch.manual_seed(0)
     net = load_network("vgg16", "random").module
-    rec = reversenet.record(net, torch.randn(1, 3, 64, 64), layer="features.16")
+    rec = reversenet.record(net, torch.randn(batch, 3, 64, 64), layer="features.16")
     whole = rec.visualize_many("topk:5")
-    monkeypatch.setattr(engine, "CHUNK_BYTES", 3 * 64 * 64 * 64 * 4)  # three signals per chunk
+    monkeypatch.setattr(engine, "CHUNK_BYTES", 1)  # as few signals per chunk as can be: one per photo
+    calls = []
+    reverse = engine.Recording._reverse
+
+    def spy(self, signal, *args):
+        calls.append(len(signal))
+        return reverse(self, signal, *args)
+
+    monkeypatch.setattr(engine.Recording, "_reverse", spy)
     chunked = rec.visualize_many("topk:5")
+    assert calls == [batch] * 5 * len(reversenet.VARIANTS)  # whole copies of the batch: the bottleneck's rows
     for variant in reversenet.VARIANTS:
         assert relative_error(chunked[variant], whole[variant]) < 1e-6, variant
 
