@@ -11,13 +11,14 @@ from .engine import Recording, record, reverse
 from .errors import ReversenetError, UsageError
 from .evaluation import Evaluation, evaluate
 from .fcn import fully_convolutional
+from .randomisation import Sanity, sanity
 from .segmentation import Seeds, Segmenter, segment
 from .selectors import Selector, parse_selector
 from .variants import BUILTIN as VARIANTS
 from .variants import Variant, load_variant
 
 __all__ = [
-    "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Seeds", "Segmenter", "Selector", "UsageError",
-    "Variant", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record", "reverse", "run",
-    "segment",
+    "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
+    "UsageError", "Variant", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record",
+    "reverse", "run", "sanity", "segment",
 ]  # fmt: skip

@@ -38,7 +38,7 @@ from .models import Network, load_network, pick_device, weights_identity
 from .outputs import Manifest, Output, photo_ids, remove_temporaries, sha256_file, slug, unique, versions
 from .render import SUFFIXES, render
 from .selectors import Mixture, Noise, Random, Selector, parse_selector
-from .variants import BUILTIN, Variant, load_variant
+from .variants import Variant, expand, load_variant
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -123,10 +123,8 @@ def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
         for path in images.find_images(specs, skipped=stray):
             found.setdefault(path.resolve(), path)
         photos = list(found)
-    variants = []
     with config.blame("variants"):
-        for name in config.variants:
-            variants += [load_variant(v) for v in (BUILTIN if name == "all" else [name])]
+        variants = [load_variant(v) for v in expand(config.variants)]
     variants = list({(v.name, repr(v.rules), v.fallback): v for v in variants}.values())  # `all` and a name: once
     selectors = {}
     with config.blame("select"):

@@ -15,6 +15,7 @@ from rich.table import Table
 
 from . import batch, images, segmentation
 from . import evaluation as scoring
+from . import randomisation
 from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths
 from .errors import ReversenetError, UsageError, first_line
@@ -340,6 +341,49 @@ def evaluate(model, weights, seed, device, images_dir, masks_dir, classes, metho
         more = f" ({len(result.problems) - 20} more)" if len(result.problems) > 20 else ""
         raise ReversenetError(f"{len(result.problems)} photos or masks could not be scored{more}, the others are; "
                               f"see {out / 'problems.csv'}")  # fmt: skip
+
+
+@cli.command()
+@model_options
+@click.option("--variant", "-v", "variant_names", multiple=True, default=["all"], show_default=True,
+              help="Variant name, 'all' or a YAML file; repeatable. deconvnet-center (no bottleneck) always runs.")
+@click.option("--layer", "-l", default=None, help="Layer to reverse from. Default: the network's output (the logits).")
+@click.option("--select", "-s", default="max", show_default=True,
+              help="Which neuron, chosen on the trained network (a selector of visualize).")
+@click.option("--test", "tests", multiple=True, type=click.Choice(randomisation.TESTS), default=randomisation.TESTS,
+              show_default=True, help="cascading (top layer down, cumulative) and/or independent (one layer at a time).")
+@images_option
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
+              help="Folder for sanity.png, sanity.csv (per photo) and sanity-summary.csv.")
+def sanity(model, weights, seed, device, variant_names, layer, select, tests, image_specs, out) -> None:
+    """Does the picture depend on the weights? The randomisation test of Adebayo et al.
+
+    Re-initialises the layers with parameters from the top down (and one at a time) and
+    measures how much each variant's picture changes: Spearman rank correlation of |x|,
+    SSIM of the per-pixel maps and the correlation of the sign patterns, against the
+    trained network's pictures (1: unchanged).
+
+    \b
+    Examples:
+      reversenet sanity -m vgg16 -w random
+      reversenet sanity -m alexnet -v salinet -v desalinet --test cascading -i photos/
+    """
+    with _progress(console.is_terminal) as progress:
+        task = progress.add_task("randomising", total=None)
+        result = randomisation.sanity(model, image_specs or None, weights=weights, variants=variant_names, layer=layer,
+                                      select=select, tests=tests, seed=seed, device=pick_device(device),
+                                      progress=lambda done, total: progress.update(task, completed=done, total=total))  # fmt: skip
+    written = result.save(out)
+    for test in tests:
+        headers, rows = result.table(test)
+        table = Table(title=f"{result.network}, {test} randomisation: Spearman rank correlation with the trained "
+                            "network's pictures")  # fmt: skip
+        for header in headers:
+            table.add_column(header, overflow="fold")  # layer and variant names are never cut
+        for row in rows:
+            table.add_row(*row)
+        Console().print(table)
+    console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
 
 
 @cli.command()

@@ -30,7 +30,7 @@ from .models import Network, as_network, weights_identity
 from .outputs import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
 from .render import heat, saliency_map
 from .selectors import parse_selector
-from .variants import BUILTIN, load_variant
+from .variants import expand, load_variant
 
 GAUSSIAN = "gaussian"  # the baseline's method name
 METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by default, as in Table 1
@@ -167,7 +167,7 @@ class Segmenter:
         if size < 1:
             raise UsageError(f"--size must be positive, got {size}")
         self.network, self.size, self.seeds, self.seed = network, size, seeds, seed
-        self.methods = list(dict.fromkeys(m for name in methods for m in (BUILTIN if name == "all" else [name])))
+        self.methods = expand(methods)
         self.variants = {m: load_variant(m) for m in self.methods if m != GAUSSIAN}
         self.selector = parse_selector(select)
         if self.variants:

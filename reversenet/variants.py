@@ -15,6 +15,7 @@ reversed by its exact vector-Jacobian product (``fallback: bp``).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
@@ -64,6 +65,11 @@ class Variant:
                 f"add '{fam.name}: <{'|'.join(fam.rules)}>' under rules in {self.source}"
             )
         return fam.default
+
+
+def expand(specs: Iterable[str | Path | Variant]) -> list[str | Path | Variant]:
+    """`specs` with "all" standing for the eight built-in variants, each once, in order."""
+    return list(dict.fromkeys(v for spec in specs for v in (BUILTIN if spec == "all" else [spec])))
 
 
 def load_variant(spec: str | Path | Variant) -> Variant:

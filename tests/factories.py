@@ -22,3 +22,8 @@ def not_a_module():
 def softmax_head() -> nn.Module:
     """A classifier whose head ends in a Softmax: it cannot become convolutions."""
     return nn.Sequential(nn.Conv2d(3, 4, 3), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 5), nn.Softmax(1))
+
+
+def pool_first() -> nn.Module:
+    """Nothing with parameters before its first layer (for `sanity`)."""
+    return nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 4, 3))

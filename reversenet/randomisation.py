@@ -1,0 +1,248 @@
+"""Model-parameter randomisation test (Adebayo et al., 2018) for reversed architectures.
+
+Does a picture depend on the network's weights, or only on its architecture and the
+photo? The layers with parameters on the way to the reversed layer are re-initialised
+(their own ``reset_parameters``, seeded) and the pictures of every variant are compared
+with those of the trained network:
+
+* ``cascading``: from the top layer down to the input, each step randomising one more;
+* ``independent``: one layer at a time, the others trained.
+
+The neuron reversed stays the one chosen on the trained network. Similarities, per photo
+then averaged: Spearman rank correlation of the absolute values (SciPy), SSIM of the
+per-pixel L∞ maps scaled to [0, 1] (scikit-image), and the correlation of the sign
+patterns. ``deconvnet-center`` is always measured as the control without a bottleneck
+(no ReLU masks, no pooling switches): how a picture changes when only the weights can
+change it (design page §8).
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import warnings
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .engine import Recording, VariantSpec, record
+from .errors import UsageError
+from .graph import Graph
+from .images import find_images, load_image, sample_image, save_bytes, save_text
+from .models import Network, as_network
+from .variants import BUILTIN, expand, load_variant
+
+CONTROL = "deconvnet-center"  # no bottleneck at all
+TESTS = ("cascading", "independent")
+METRICS = ("spearman", "ssim", "sign")
+ORIGINAL = "original"  # the step before any layer is randomised
+
+
+def similarity(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
+    """Spearman correlation of |a| and |b|, SSIM of their L∞ maps over the colour axis
+    (each scaled by its maximum), and the correlation of their sign patterns; pictures
+    (C, H, W). A constant input gives NaN where a correlation is undefined."""
+    from scipy.stats import ConstantInputWarning, spearmanr  # here: the CLI starts without them
+    from skimage.metrics import structural_similarity
+
+    with np.errstate(invalid="ignore", divide="ignore"), warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConstantInputWarning)  # NaN says it
+        rank = float(spearmanr(np.abs(a).ravel(), np.abs(b).ravel()).statistic)
+        maps = [np.abs(p).max(0) for p in (a, b)]
+        maps = [m / m.max() if m.max() > 0 else m for m in maps]
+        ssim = float(structural_similarity(maps[0], maps[1], data_range=1.0))
+        sa, sb = np.sign(a).ravel(), np.sign(b).ravel()
+        sign = float(np.corrcoef(sa, sb)[0, 1]) if sa.std() > 0 and sb.std() > 0 else float(sa.std() == sb.std() == 0)
+    return {"spearman": rank, "ssim": ssim, "sign": sign}
+
+
+def randomisable(rec: Recording, layer: str) -> list[str]:
+    """The modules with parameters of their own (and a ``reset_parameters``) on the way
+    to `layer`, from the input up."""
+    names: list[str] = []
+    for step, _ in rec.rules(CONTROL, layer):
+        module, name = step.op, str(step.node.target)
+        own = any(True for _ in getattr(module, "parameters", lambda recurse: ())(recurse=False))
+        if step.node.op == "call_module" and own and hasattr(module, "reset_parameters") and name not in names:
+            names.append(name)
+    return names
+
+
+@dataclass
+class Sanity:
+    """The outcome of `sanity`: one row per test, step, method and photo."""
+
+    network: str
+    layer: str
+    layers: list[str]  # randomised, from the input up
+    rows: list[dict[str, Any]]
+
+    def summary(self) -> list[dict[str, Any]]:
+        """Per test, step and method: each similarity averaged over the photos."""
+        groups: dict[tuple, list[dict]] = {}
+        for row in self.rows:
+            groups.setdefault((row["test"], row["step"], row["randomised"], row["method"]), []).append(row)
+        return [
+            {"test": t, "step": s, "randomised": r, "method": m, "photos": len(rows),
+             **{k: float(np.nanmean([row[k] for row in rows])) for k in METRICS}}
+            for (t, s, r, m), rows in groups.items()
+        ]  # fmt: skip
+
+    def table(self, test: str, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
+        """Headers and rows of one test's `metric` (photo mean): a row per step, a column
+        per method."""
+        lines = [s for s in self.summary() if s["test"] == test]
+        methods = list(dict.fromkeys(s["method"] for s in lines))
+        steps = dict.fromkeys((s["step"], s["randomised"]) for s in lines)
+        value = {(s["step"], s["method"]): s[metric] for s in lines}
+        rows = [[str(step), name, *(f"{value[step, m]:.3f}" for m in methods)] for step, name in steps]
+        return ["step", "randomised (top first)", *methods], rows
+
+    def csv(self) -> str:
+        buffer = io.StringIO()
+        columns = ["test", "step", "randomised", "method", "photo", *METRICS]
+        writer = csv.DictWriter(buffer, columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows({k: row[k] for k in columns} for row in self.rows)
+        return buffer.getvalue()
+
+    def plot(self) -> bytes:
+        """PNG: per test (rows) and similarity (columns), one line per method against the
+        last layer randomised, as in Adebayo et al.'s figures."""
+        import matplotlib
+
+        matplotlib.use("Agg")
+        from matplotlib import pyplot as plt
+
+        summary = self.summary()
+        tests = [t for t in TESTS if any(s["test"] == t for s in summary)]
+        fig, axes = plt.subplots(len(tests), len(METRICS), figsize=(5 * len(METRICS), 3.6 * len(tests)), squeeze=False)
+        for row, test in enumerate(tests):
+            lines = [s for s in summary if s["test"] == test]
+            labels = [ORIGINAL, *[f"{name}" for name in reversed(self.layers)]]
+            for column, metric in enumerate(METRICS):
+                ax = axes[row][column]
+                for method in dict.fromkeys(s["method"] for s in lines):
+                    points = sorted((s["step"], s[metric]) for s in lines if s["method"] == method)
+                    style = {"linestyle": "--", "color": "black"} if method == CONTROL else {}
+                    label = f"{method} (no bottleneck)" if method == CONTROL else method
+                    ax.plot([p[0] for p in points], [p[1] for p in points], marker="o", markersize=3, label=label, **style)
+                ax.set_xticks(range(len(labels)), labels, rotation=90, fontsize=7)
+                ax.set_ylim(-1.05 if metric == "sign" else -0.2, 1.05)
+                ax.set_title(f"{test}: {metric}", fontsize=10)
+                ax.grid(alpha=0.3)
+        fig.legend(*axes[0][0].get_legend_handles_labels(), loc="center right", fontsize=8)
+        fig.suptitle(f"{self.network}, reversed from {self.layer}: similarity to the trained network's pictures")
+        fig.tight_layout(rect=(0, 0, 0.84, 1))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=110)
+        plt.close(fig)
+        return buffer.getvalue()
+
+    def save(self, out: Path) -> list[Path]:
+        """sanity.csv, sanity-summary.csv and sanity.png in `out`, each written atomically."""
+        out.mkdir(parents=True, exist_ok=True)
+        save_text(self.csv(), out / "sanity.csv")
+        buffer = io.StringIO()
+        writer = csv.DictWriter(buffer, ["test", "step", "randomised", "method", "photos", *METRICS], lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.summary())
+        save_text(buffer.getvalue(), out / "sanity-summary.csv")
+        save_bytes(self.plot(), out / "sanity.png")
+        return [out / "sanity.csv", out / "sanity-summary.csv", out / "sanity.png"]
+
+
+def sanity(
+    model: str | Network,
+    photos: Iterable[str | Path] | None = None,
+    *,
+    weights: str = "DEFAULT",
+    variants: Sequence[VariantSpec] = BUILTIN,
+    layer: str | None = None,
+    select: str = "max",
+    tests: Sequence[str] = TESTS,
+    seed: int = 0,
+    device: str = "cpu",
+    progress: Callable[[int, int], None] | None = None,
+) -> Sanity:
+    """Run the randomisation tests on the photos.
+
+    Parameters
+    ----------
+    model : str or Network
+        A torchvision name or ``package.module:factory``, loaded with `weights`.
+    photos : files, folders or globs
+        Default: the bundled sample photo.
+    variants : the variants to test; ``deconvnet-center`` (no bottleneck) is always added.
+    layer : the layer reversed from; default the network's output (the logits).
+    select : which neuron, chosen once on the trained network (default: the most active).
+    tests : "cascading" and/or "independent".
+
+    Returns
+    -------
+    Sanity, whose ``rows`` hold one similarity triple per test, step, method and photo.
+
+    Raises
+    ------
+    UsageError
+        For an unknown test, variant or layer, or a layer with nothing to randomise below.
+    """
+    unknown = [t for t in tests if t not in TESTS]
+    if unknown or not tests:
+        raise UsageError(f"unknown test {unknown[0] if unknown else ''!r}; choose from {', '.join(TESTS)}")
+    network = as_network(model, weights, seed=seed, device=device)
+    paths = find_images([str(p) for p in photos] if photos else [str(sample_image())])
+    x = torch.stack([network.transform(load_image(p)) for p in paths]).to(device)
+    methods = list({v.name: v for v in map(load_variant, expand([*variants, CONTROL]))}.values())
+
+    work = copy.deepcopy(network.module).eval()  # the network passed in stays as it is
+    graph = Graph(work, network.aliases)
+    layer = layer or "output"
+    rec = record(graph, x, layer=layer, variants=methods)
+    names = randomisable(rec, layer)
+    if not names:
+        raise UsageError(f"no layer with parameters on the way to {layer!r}: nothing to randomise")
+    trained = {n: copy.deepcopy(work.get_submodule(n).state_dict()) for n in names}
+    signal = rec.select(select, variant=methods[0], seed=seed, layer=layer)  # fixed: the trained network's
+
+    def pictures() -> dict[str, np.ndarray]:
+        now = record(graph, x, layer=layer, variants=methods)
+        out = now.reverse_many([(m, signal) for m in methods], layer=layer)
+        return {m.name: p.flatten(0, p.dim() - 4).cpu().double().numpy() for m, p in zip(methods, out)}
+
+    reference = pictures()
+    rows: list[dict[str, Any]] = []
+
+    def measure(test: str, step: int, randomised: str, now: dict[str, np.ndarray]) -> None:
+        for method in methods:
+            for i, (a, b) in enumerate(zip(reference[method.name], now[method.name])):
+                rows.append({"test": test, "step": step, "randomised": randomised, "method": method.name,
+                             "photo": paths[i % len(paths)].name, **similarity(a, b)})  # fmt: skip
+
+    total, done = len(tests) * len(names), 0
+    for test in tests:
+        measure(test, 0, ORIGINAL, reference)
+        for step, name in enumerate(reversed(names), 1):  # the top first
+            _randomise(work.get_submodule(name), 1_000_003 * (seed + 1) + names.index(name))
+            measure(test, step, name, pictures())
+            if test == "independent":
+                work.get_submodule(name).load_state_dict(trained[name])
+            done += 1
+            if progress:
+                progress(done, total)
+        for name in names:  # trained again for the next test
+            work.get_submodule(name).load_state_dict(trained[name])
+    return Sanity(network=network.name, layer=layer, layers=names, rows=rows)
+
+
+def _randomise(module: nn.Module, seed: int) -> None:
+    """The module's parameters re-initialised its own way, from `seed`."""
+    with torch.random.fork_rng(devices=[]), torch.no_grad():
+        torch.manual_seed(seed)  # a stream of its own: not the seed that made random weights
+        module.reset_parameters()
