@@ -13,9 +13,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import batch, images, segmentation
+from . import batch, images, randomisation, segmentation
 from . import evaluation as scoring
-from . import randomisation
 from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths
 from .errors import ReversenetError, UsageError, first_line
