@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test bench bench-run objectness figure golden clean
+.PHONY: setup demo test lint bench bench-run objectness figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -23,6 +23,10 @@ demo: setup
 
 test: setup
 	$(BIN)/python -m pytest
+
+# Lint (CI runs it before the tests): ruff, pinned in the test extra.
+lint: setup
+	$(BIN)/ruff check reversenet tests benchmarks
 
 # One table: reversenet against autograd and captum (time, peak memory, bottleneck bytes,
 # scaling) on VGG-16 (random weights), with the targets; captum comes from the bench extra.

@@ -177,7 +177,8 @@ def test_weights_that_would_run_code_are_refused(run, tmp_path):
 
 def test_entry_point_script():
     result = subprocess.run(
-        [sys.executable, "-m", "reversenet.cli", "visualize", "-m", "nosuchnet"], capture_output=True, text=True
+        [sys.executable, "-m", "reversenet.cli", "visualize", "-m", "nosuchnet"],
+        check=False, capture_output=True, text=True,
     )
     assert result.returncode == 2
     assert result.stderr.startswith("error: unknown model 'nosuchnet'") and "Traceback" not in result.stderr

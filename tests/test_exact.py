@@ -49,7 +49,7 @@ def test_salinet_is_the_gradient(case):
     for layer in layers:
         x_ = x.clone().requires_grad_(True)
         captured = {}
-        handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o: captured.update(y=o))
+        handle = model.get_submodule(layer).register_forward_hook(lambda m, i, o, captured=captured: captured.update(y=o))
         model(x_)
         handle.remove()
         y = captured["y"]

@@ -171,7 +171,7 @@ def test_nan_weights_and_input(run, tmp_path):
 
 def test_debug_shows_the_traceback():
     command = [sys.executable, "-m", "reversenet.cli", "--debug", "visualize", "-m", "nosuchnet"]
-    result = subprocess.run(command, capture_output=True, text=True)
+    result = subprocess.run(command, check=False, capture_output=True, text=True)
     assert result.returncode == 1 and "Traceback" in result.stderr and "unknown model 'nosuchnet'" in result.stderr
 
 
@@ -201,7 +201,7 @@ def test_killed_run_keeps_finished_files_and_a_rerun_completes(tmp_path):
     done = {p.name.split("_")[0] for p in finished}
     complete = [name for name in done if len(list(out.glob(f"{name}_*.png"))) == 8]
 
-    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    rerun = subprocess.run(command, check=False, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stderr
     assert f"{len(complete)} photo" in rerun.stderr and "skipped" in rerun.stderr
     assert len(list(out.glob("*.png"))) == 12 * 8

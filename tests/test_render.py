@@ -14,9 +14,9 @@ def test_paper_maps_the_quantile_to_one_percent_grey():
     v = torch.linspace(-1, 3, 1001).view(1, 1, -1)  # 0.5% quantile: -1 + 0.005 * 4 = -0.98
     a = -0.98
     out = paper(v)
-    index_a = int(round((a + 1) / 4 * 1000))
+    index_a = round((a + 1) / 4 * 1000)
     assert math.isclose(float(out[0, 0, index_a]), 0.01, rel_tol=1e-6)
-    i_mirror = int(round((-a + 1) / 4 * 1000))  # v = +0.98 shows as 99%
+    i_mirror = round((-a + 1) / 4 * 1000)  # v = +0.98 shows as 99%
     assert math.isclose(float(out[0, 0, i_mirror]), 0.99, rel_tol=1e-6)
     assert math.isclose(float(out[0, 0, 250]), 0.5, abs_tol=1e-6)  # v = 0 (to float32 linspace)
 

@@ -90,7 +90,7 @@ def test_maxpool_switches_reverse_is_per_channel():
     x = torch.tensor([[c0, c1]], dtype=DT) - 1.0 + torch.arange(16, dtype=DT).view(4, 4) / 100
     pool = nn.MaxPool2d(2)
     rule = get_rule("MaxPool2d", "switches")
-    y, r = rule.forward(pool, x)
+    _y, r = rule.forward(pool, x)
     yhat = torch.tensor([[[[1.0, 2.0], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]]], dtype=DT)
     xhat = rule.reverse(pool, yhat, r)
     # channel 0: maxima at (1,1) [the 5], (1,3) [−0.93, largest of −1 + {.02,.03,.06,.07}],
@@ -116,7 +116,7 @@ CENTER_CASES = [
     pytest.param(
         # kernel 2 stride 2 on 5×4: windows start at 0, 2; even kernel -> later middle
         # position: centres 1, 3 on both axes; the 5th row is in no window
-        dict(kernel_size=2, stride=2),
+        {"kernel_size": 2, "stride": 2},
         (5, 4),
         [[1, 2], [3, 4]],
         [
@@ -130,7 +130,7 @@ CENTER_CASES = [
     ),
     pytest.param(
         # kernel 3 stride 2 padding 1 on 5×5: 3 outputs, starts -1, 1, 3, centres 0, 2, 4
-        dict(kernel_size=3, stride=2, padding=1),
+        {"kernel_size": 3, "stride": 2, "padding": 1},
         (5, 5),
         [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
         [
@@ -147,7 +147,7 @@ CENTER_CASES = [
         # rows: 2 outputs, windows {0,1,2}, {3,4,5}: centres 1 and 4 -> 4 is outside the
         #       4 rows, clamped to 3.
         # cols: 3 outputs, windows {0,1,2}, {3,4,5}, {6,7,8}: centres 1, 4, 7 -> 6.
-        dict(kernel_size=3, stride=3, ceil_mode=True),
+        {"kernel_size": 3, "stride": 3, "ceil_mode": True},
         (4, 7),
         [[1, 2, 3], [4, 5, 6]],
         [
@@ -162,7 +162,7 @@ CENTER_CASES = [
         # kernel 2 stride 1 padding 1 on 3×3: 4 outputs per axis, windows {-1,0}, {0,1},
         # {1,2}, {2,3}; centres 0, 1, 2, 3 -> 2 (clamped): the last two outputs share
         # position 2 and their signals add up. ŷ[i][j] = 4i + j + 1.
-        dict(kernel_size=2, stride=1, padding=1),
+        {"kernel_size": 2, "stride": 1, "padding": 1},
         (3, 3),
         [[1, 2, 3, 4], [5, 6, 7, 8], [9, 10, 11, 12], [13, 14, 15, 16]],
         [
@@ -175,7 +175,7 @@ CENTER_CASES = [
     pytest.param(
         # kernel 3 dilation 2 stride 2 padding 1 on 7×7: taps {-1,1,3}, {1,3,5}, {3,5,7};
         # centres (middle tap) 1, 3, 5
-        dict(kernel_size=3, stride=2, padding=1, dilation=2),
+        {"kernel_size": 3, "stride": 2, "padding": 1, "dilation": 2},
         (7, 7),
         [[1, 2, 3], [4, 5, 6], [7, 8, 9]],
         [
@@ -193,7 +193,7 @@ CENTER_CASES = [
         # kernel 3 dilation 2 stride 4 ceil_mode on 6×7: 2 outputs per axis, taps
         # {0,2,4} and {4,6,8}. rows (6): centres 2, 6 -> 6 is outside; the window's only
         # tap inside the input is 4. cols (7): centres 2, 6 (inside).
-        dict(kernel_size=3, stride=4, dilation=2, ceil_mode=True),
+        {"kernel_size": 3, "stride": 4, "dilation": 2, "ceil_mode": True},
         (6, 7),
         [[1, 2], [3, 4]],
         [
@@ -279,12 +279,12 @@ def test_relu_inplace_on_a_view_of_a_larger_tensor():
     base = torch.tensor([[-3.0, -1.0, 2.0, 0.0, 3.0, -4.0]], dtype=DT)
     before = base.clone()
     x = base[:, 1:5]
-    for name in RELU_EXPECTED:
+    for name, expected in RELU_EXPECTED.items():
         rule = get_rule("ReLU", name)
         _, r = rule.forward(nn.ReLU(inplace=True), x)
         exact(base, before)
         xhat = rule.reverse(nn.ReLU(inplace=True), torch.tensor(YHAT, dtype=DT), r)
-        exact(xhat, torch.tensor(RELU_EXPECTED[name], dtype=DT))
+        exact(xhat, torch.tensor(expected, dtype=DT))
 
 
 # ---------------------------------------------------------------------------------------
@@ -462,7 +462,7 @@ def test_lrn_bp_equals_autograd(size, alpha, beta, k, channels):
     yhat = torch.randn(2, channels, 3, 4, generator=g, dtype=DT)
     lrn = nn.LocalResponseNorm(size, alpha, beta, k)
     rule = get_rule("LocalResponseNorm", "bp")
-    y, r = rule.forward(lrn, x)
+    _y, r = rule.forward(lrn, x)
     xr = x.clone().requires_grad_(True)
     (grad,) = torch.autograd.grad(F.local_response_norm(xr, size, alpha, beta, k), xr, yhat)
     xhat = rule.reverse(lrn, yhat, r)
