@@ -6,6 +6,7 @@
     >>> rows = reversenet.run("configs/experiments/fig3-eight-variants.yaml", weights="random")
 """
 
+from . import diff  # reversenet.diff.assert_images_match after `import reversenet`
 from .batch import run
 from .engine import Recording, record, reverse
 from .errors import ReversenetError, UsageError

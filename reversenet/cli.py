@@ -16,7 +16,7 @@ from rich.table import Table
 from . import batch, images, randomisation, segmentation
 from . import evaluation as scoring
 from .config import RunConfig, load_config, parse_set, parse_shard
-from .diff import diff_paths
+from .diff import diff_paths, verdict
 from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph
 from .models import load_network, pick_device
@@ -488,13 +488,11 @@ def diff(a: Path, b: Path, tolerance: int, threshold: int, out: Path | None) -> 
     results = diff_paths(a, b, threshold=threshold, out=out)
     table = Table("image", "max |A−B|", "PSNR dB", f"share > {threshold}", "", title=f"{a} vs {b}")
     for d in results:
-        verdict = d.problem or ("ok" if d.within(tolerance) else "differs")
-        table.add_row(d.name, str(d.max_abs), f"{d.psnr:.1f}", f"{d.over:.2%}", verdict)
+        table.add_row(*d.row(tolerance))
     Console().print(table)
-    failed = sum(not d.within(tolerance) for d in results)
-    if failed:
-        where = f"; heat maps in {out}/" if out else ""
-        console.print(f"{failed} of {len(results)} differ beyond tolerance {tolerance}{where}")
+    ok, line = verdict(results, tolerance)
+    console.print(line + (f"; heat maps in {out}/" if out and not ok else ""), highlight=False)
+    if not ok:
         sys.exit(1)
 
 

@@ -32,6 +32,29 @@ class Difference:
     def within(self, tolerance: int) -> bool:
         return not self.problem and self.max_abs <= tolerance
 
+    def row(self, tolerance: int) -> list[str]:
+        """The pair as a table row: name, max |A−B|, PSNR, share over the threshold, verdict;
+        a file without a pair, or of another size, has no numbers."""
+        if self.problem:
+            return [self.name, "—", "—", "—", self.problem]
+        verdict = "ok" if self.within(tolerance) else "differs"
+        return [self.name, str(self.max_abs), f"{self.psnr:.1f}", f"{self.over:.2%}", verdict]
+
+
+def verdict(results: list[Difference], tolerance: int) -> tuple[bool, str]:
+    """Whether every pair is within `tolerance`, and one line that says so: pairs that
+    differ, files without a pair and pairs of different sizes counted apart."""
+    unpaired = sum(d.problem.startswith("only in") for d in results)
+    sizes = sum(bool(d.problem) for d in results) - unpaired
+    paired = len(results) - unpaired
+    differ = sum(not d.problem and not d.within(tolerance) for d in results)
+    if not (unpaired or sizes or differ):
+        return True, f"all {paired} pair{'s' * (paired != 1)} match within tolerance {tolerance}"
+    parts = [f"{differ} of {paired} pair{'s' * (paired != 1)} differ beyond tolerance {tolerance}"]
+    parts += [f"{sizes} differ in size"] if sizes else []
+    parts += [f"{unpaired} file{'s' * (unpaired != 1)} without a pair"] if unpaired else []
+    return False, ", ".join(parts)
+
 
 def _compare(a: np.ndarray, b: np.ndarray, name: str, threshold: int) -> tuple[Difference, np.ndarray | None]:
     """The difference of two RGB uint8 arrays, and per pixel the largest |A − B| over

@@ -50,7 +50,7 @@ def test_diff_identical_and_different_folders(run, tmp_path):
     code, out, _ = run("diff", "a/x.png", "b/x.png")
     assert code == 0 and "inf" in out
     code, out, err = run("diff", "a", "b", "--tolerance", "3")
-    assert code == 0, err
+    assert code == 0 and "all 2 pairs match within tolerance 3" in err, err
     code, out, err = run("diff", "a", "b", "--tolerance", "2", "--out", "heat")
     assert code == 1 and "sub/y.png" in out and "differs" in out and "heat maps in heat" in err
     assert (tmp_path / "heat/sub/y.png.diff.png").is_file() and not (tmp_path / "heat/x.png.diff.png").exists()
@@ -60,8 +60,11 @@ def test_diff_reports_unpaired_and_resized_images(run, tmp_path):
     _png(tmp_path / "a/x.png", np.zeros((8, 8, 3)))
     _png(tmp_path / "b/x.png", np.zeros((8, 9, 3)))
     _png(tmp_path / "a/only.png", np.zeros((8, 8, 3)))
-    code, out, _ = run("diff", "a", "b")
+    code, out, err = run("diff", "a", "b")
     assert code == 1 and "only in a" in out and "size 8×8 vs 8×9" in out
+    # counted apart from the pairs that differ, and shown without numbers
+    assert "0 of 1 pair differ beyond tolerance 0, 1 differ in size, 1 file without a pair" in err
+    assert "inf" not in out
 
 
 @pytest.mark.parametrize(
