@@ -20,6 +20,6 @@ from .variants import Variant, load_variant
 
 __all__ = [
     "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
-    "UsageError", "Variant", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record",
+    "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record",
     "reverse", "run", "sanity", "segment",
 ]  # fmt: skip

@@ -212,3 +212,9 @@ def test_killed_run_keeps_finished_files_and_a_rerun_completes(tmp_path):
     for name in complete:  # finished photos were not redone
         for png in out.glob(f"{name}_*.png"):
             assert png.stat().st_mtime_ns == stamps[png.name]
+
+
+def test_assert_images_match_needs_only_import_reversenet():
+    code = "import reversenet; print(callable(reversenet.diff.assert_images_match))"
+    result = subprocess.run([sys.executable, "-c", code], check=False, capture_output=True, text=True)
+    assert result.stdout.strip() == "True", result.stderr
