@@ -9,9 +9,11 @@ from pathlib import Path
 
 import click
 import torch
+from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from . import batch, images, randomisation, segmentation
 from . import evaluation as scoring
@@ -24,7 +26,7 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .segmentation import METHODS, Seeds
 from .selectors import parse_selector
-from .variants import BUILTIN, load_variant
+from .variants import BUILTIN, expand, load_variant
 from .visualize import bottleneck_report, save_compare
 
 console = Console(stderr=True)
@@ -73,6 +75,21 @@ def reverse_options(fn: Callable) -> Callable:
 def cli(debug: bool) -> None:
     """Reversed architectures of CNNs: DeConvNet, SaliNet, DeSaliNet and the five
     other variants of Mahendran & Vedaldi, "Salient deconvolutional networks"."""
+
+
+def _show(table: Table) -> None:
+    """A table on stdout: drawn by rich on a terminal; piped or redirected, its title as a
+    `# ` line, then tab-separated lines with a header, nothing cut (names are what users
+    copy into --layer)."""
+    out = Console()
+    if out.is_terminal:
+        out.print(table)
+        return
+    if table.title:
+        click.echo(f"# {table.title}")
+    lines = zip(*([column.header, *column.cells] for column in table.columns))
+    click.echo("\n".join("\t".join(Text.from_markup(str(cell)).plain if isinstance(cell, str) else str(cell) for cell in line)
+                         for line in lines))  # fmt: skip
 
 
 def _progress(enabled: bool) -> Progress:
@@ -168,7 +185,7 @@ def run(config, sets, dry_run, force, shard, merge) -> None:
                       title=f"{config}: {counts.photos} photos")  # fmt: skip
         for row in counts.rows:
             table.add_row(*row[:4], *(f"{v:,}" for v in row[4:]))
-        Console().print(table)
+        _show(table)
         return
     if shard and merge:
         raise UsageError("--shard and --merge go in separate calls: each shard, then one --merge")
@@ -332,7 +349,7 @@ def evaluate(model, weights, seed, device, images_dir, masks_dir, classes, metho
         if by_class:
             cells += [f"{line['pp_class']:.2f}", f"{line['iou_class']:.2f}", str(line["classes"])]
         table.add_row(*cells)
-    Console().print(table)
+    _show(table)
     console.print(f"wrote {out / 'results.csv'} and {out / 'summary.csv'}", highlight=False)
     for problem in result.problems[:20]:
         console.print(f"not scored: {problem['image']}: {problem['problem']}", highlight=False, soft_wrap=True)
@@ -381,7 +398,7 @@ def sanity(model, weights, seed, device, variant_names, layer, select, tests, im
             table.add_column(header, overflow="fold")  # layer and variant names are never cut
         for row in rows:
             table.add_row(*row)
-        Console().print(table)
+        _show(table)
     console.print(f"wrote {', '.join(str(p) for p in written)}", highlight=False)
 
 
@@ -401,9 +418,9 @@ def variants() -> None:
     for name in BUILTIN:
         v = load_variant(name)
         table.add_row(name, *(v.rules.get(f.name, "-") for f in choice_families), v.description)
-    Console().print(table)
-    Console().print("Families with a single rule (always used): "
-                    + ", ".join(f"{f.name}: {f.default.name}" for f in FAMILIES.values() if f.default))  # fmt: skip
+    _show(table)
+    console.print("Families with a single rule (always used): "
+                  + ", ".join(f"{f.name}: {f.default.name}" for f in FAMILIES.values() if f.default), highlight=False)  # fmt: skip
 
 
 @cli.command()
@@ -429,41 +446,46 @@ def layers(model: str) -> None:
         also += [c for c in graph.containers_ending_at(step.node) if c != name]
         shape = "×".join(map(str, shapes.get(step.node.name, ())))
         table.add_row(name, ", ".join(also), step.kind, shape)
-    Console().print(table)
+    _show(table)
 
 
 @cli.command()
 @model_options
 @click.option("--layer", "-l", default=None, help="Layer to reverse from. Default: the last feature map.")
-@click.option("--variant", "-v", default="desalinet", show_default=True, help="Variant name or YAML file.")
-def inspect(model, weights, seed, device, layer, variant) -> None:
+@click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
+              help="Variant name, 'all' or a YAML file; repeatable (a table each).")
+def inspect(model, weights, seed, device, layer, variant_names) -> None:
     """The rule in force at every layer, its bottleneck in bits (information) and in
     bytes (memory held), beside the activation bytes autograd saves there for backward
-    (measured; a tensor saved by several layers counts at the first).
+    (measured; a tensor saved by several layers counts at the first). None of it depends
+    on the weights: random ones are used unless --weights is given.
 
     \b
     Examples:
-      reversenet inspect --model vgg16 --weights random
-      reversenet inspect -m resnet50 -w random -l layer4 -v salinet-center
+      reversenet inspect --model vgg16
+      reversenet inspect -m resnet50 -l layer4 -v salinet-center -v desalinet
     """
-    load_variant(variant)
+    if click.get_current_context().get_parameter_source("weights") is ParameterSource.DEFAULT:
+        weights = "random"  # sizes only: no download needed
+    variants = [load_variant(v) for v in expand(variant_names)]
     network = load_network(model, weights, seed=seed, device=pick_device(device))
-    rows = bottleneck_report(network, layer=layer or network.default_layer, variant=variant)
-    table = Table(title=f"{model}, {rows.layer}, {variant}: the information bottleneck per image")
-    for column in ("layer", "type", "rule", "bottleneck bits", "bytes held", "autograd bytes"):
-        table.add_column(column, justify="left" if column in ("layer", "type", "rule") else "right")
-    numbers = lambda r: [f"{v:,.0f}" for v in (r.bits, r.bytes, r.autograd_bytes)]  # a row, or the total
-    for row in rows.rows:
-        table.add_row(row.layer, row.kind, row.rule, *numbers(row))
-    table.add_section()
-    table.add_row("total", "", "", *numbers(rows))
-    Console().print(table)
-    share = rows.bytes / rows.autograd_bytes if rows.autograd_bytes else 0.0
-    Console().print(
-        f"bottleneck held in {rows.bytes / 1024:,.1f} KiB = {share:.2%} of the "
-        f"{rows.autograd_bytes / 1024**2:,.1f} MiB autograd saves for backward "
-        f"(information: {rows.bits / 8 / 1024:,.1f} KiB)"
-    )
+    for variant in variants:
+        rows = bottleneck_report(network, layer=layer or network.default_layer, variant=variant)
+        table = Table(title=f"{model}, {rows.layer}, {variant.name}: the information bottleneck per image")
+        for column in ("layer", "type", "rule", "bottleneck bits", "bytes held", "autograd bytes"):
+            table.add_column(column, justify="left" if column in ("layer", "type", "rule") else "right")
+        numbers = lambda r: [f"{v:,.0f}" for v in (r.bits, r.bytes, r.autograd_bytes)]  # a row, or the total
+        for row in rows.rows:
+            table.add_row(row.layer, row.kind, row.rule, *numbers(row))
+        table.add_section()
+        table.add_row("total", "", "", *numbers(rows))
+        _show(table)
+        share = rows.bytes / rows.autograd_bytes if rows.autograd_bytes else 0.0
+        console.print(
+            f"{variant.name}: bottleneck held in {rows.bytes / 1024:,.1f} KiB = {share:.2%} of the "
+            f"{rows.autograd_bytes / 1024**2:,.1f} MiB autograd saves for backward "
+            f"(information: {rows.bits / 8 / 1024:,.1f} KiB)", highlight=False,
+        )  # fmt: skip
 
 
 @cli.command()
@@ -489,7 +511,7 @@ def diff(a: Path, b: Path, tolerance: int, threshold: int, out: Path | None) -> 
     table = Table("image", "max |A−B|", "PSNR dB", f"share > {threshold}", "", title=f"{a} vs {b}")
     for d in results:
         table.add_row(*d.row(tolerance))
-    Console().print(table)
+    _show(table)
     ok, line = verdict(results, tolerance)
     console.print(line + (f"; heat maps in {out}/" if out and not ok else ""), highlight=False)
     if not ok:

@@ -210,18 +210,27 @@ def test_googlenet_state_dict_with_auxiliary_heads(run, tmp_path):
 
 
 def test_inspect_vgg16(run):
-    code, out, err = run("inspect", "--model", "vgg16", "--weights", "random")
+    code, out, err = run("inspect", "--model", "vgg16")  # no weights needed
     assert code == 0, err
-    relu1 = next(line for line in out.splitlines() if "features.1 " in line)
+    rows = {line.split("\t")[0]: line for line in out.splitlines()}  # piped: tab-separated
+    relu1 = rows["features.1"]
     assert "hybrid" in relu1 and "3,211,264" in relu1  # 64×224×224 mask bits
     assert "401,408" in relu1 and "12,845,056" in relu1  # held: 8 to a byte; autograd: float32
-    pool1 = next(line for line in out.splitlines() if "features.4 " in line)
+    pool1 = rows["features.4"]
     assert "switches" in pool1 and "1,605,632" in pool1  # 64×112×112 outputs × log2(4)
     assert "802,816" in pool1  # held: one byte per output
-    assert "16,608,256" in out and "3,223,808" in out and "4.41%" in out
+    assert "16,608,256" in out and "3,223,808" in out and "4.41%" in err
 
 
 def test_layers_resnet50_names_containers(run):
     code, out, _ = run("layers", "--model", "resnet50")
     assert code == 0
     assert "layer4, layer4.2" in out and "2048×7×7" in out and "layer3_5_relu_2" in out
+
+
+def test_piped_tables_are_tab_separated_and_never_cut(run):
+    code, out, _ = run("layers", "--model", "densenet121")
+    assert code == 0 and "…" not in out
+    lines = out.splitlines()
+    assert lines[0].startswith("# densenet121") and lines[1].split("\t") == ["layer", "also", "type", "output shape"]
+    assert "features.denseblock4.denselayer16.conv2" in {line.split("\t")[0] for line in lines}
