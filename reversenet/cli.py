@@ -207,24 +207,31 @@ def run(config, sets, dry_run, force, shard, merge) -> None:
 @cli.command()
 @model_options
 @reverse_options
-@click.option("--image", "-i", "image_spec", default=None, help="Image file. Default: the bundled sample photo.")
-@click.option("--out", "-o", type=click.Path(path_type=Path), default=None,
-              help="PNG file. Default: reversenet-out/<photo>_<model>_<layer>_compare.png")
-@click.option("--force", is_flag=True, help="Recompute the grid when it is current.")
-def compare(model, weights, seed, device, layer, select, how, image_spec, out, force) -> None:
-    """All eight variants of one image in a labelled 2×4 grid (the paper's Fig. 3).
+@images_option
+@click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
+              help="Folder for the grids (named <photo>_<model>_<layer>_compare.png), or a .png file for one grid.")
+@force_option
+def compare(model, weights, seed, device, layer, select, how, image_specs, out, force) -> None:
+    """All eight variants of a photo in a labelled 2×4 grid (the paper's Fig. 3), a grid
+    per photo and per signal (topk:3 gives three, numbered -1 … -3).
 
     \b
     Examples:
       reversenet compare --weights random
       reversenet compare -m alexnet -w random -l pool5 -i photo.jpg -o fig3.png
+      reversenet compare -w random -i photos/ --select topk:2 -o grids/
     """
-    parse_selector(select)
-    path = images.find_images([image_spec])[0] if image_spec else images.sample_image()
+    signals = getattr(parse_selector(select), "k", 1)
+    photos = images.find_images(image_specs or [str(images.sample_image())])
+    if out.suffix.lower() == ".png" and len(photos) * signals > 1:
+        raise UsageError(f"-o {out} names one grid; give a folder for {len(photos)} photos or several signals")
     network = load_network(model, weights, seed=seed, device=pick_device(device))
-    target, fresh = save_compare(network, path, weights=weights, layer=layer, select=select, how=how, seed=seed,
-                                 out=out, force=force)  # fmt: skip
-    console.print(f"wrote {target}" if fresh else f"{target} is current: skipped (--force redoes it)", highlight=False)
+    for path in photos:
+        targets, fresh = save_compare(network, path, weights=weights, layer=layer, select=select, how=how, seed=seed,
+                                      out=out, force=force)  # fmt: skip
+        names = ", ".join(str(t) for t in targets)
+        verb = "is" if len(targets) == 1 else "are"
+        console.print(f"wrote {names}" if fresh else f"{names} {verb} current: skipped (--force redoes it)", highlight=False)
 
 
 def seed_options(fn: Callable) -> Callable:

@@ -37,22 +37,25 @@ def compare(
     select: str | Selector = "max",
     how: str = "paper",
     seed: int = 0,
-) -> np.ndarray:
+) -> list[np.ndarray]:
     """The eight variants of one photo in a labelled 2×4 grid (the paper's Fig. 3),
-    from one forward pass."""
+    from one forward pass: a grid per signal the selector gives (one for ``max``)."""
     selector = parse_selector(select)
     x, photo = prepare(network, image)
     rec = Recording(network.module, x, layer=layer, variants=BUILTIN, aliases=network.aliases)
     pictures = rec.visualize_many(selector, BUILTIN, seed=seed)
-    tiles = [render(pictures[v][0, 0], how, photo)[0][1] for v in BUILTIN]
-    return grid(
-        tiles,
-        columns=4,
-        captions=list(BUILTIN),
-        column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
-        row_titles=["pool: switches", "pool: centre"],
-        title=f"{image.name} · {network.name} · {layer} · {select}",
-    )
+    count = len(pictures[BUILTIN[0]])
+    return [
+        grid(
+            [render(pictures[v][k, 0], how, photo)[0][1] for v in BUILTIN],
+            columns=4,
+            captions=list(BUILTIN),
+            column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
+            row_titles=["pool: switches", "pool: centre"],
+            title=f"{image.name} · {network.name} · {layer} · {select}" + (f" · {k + 1} of {count}" if count > 1 else ""),
+        )
+        for k in range(count)
+    ]
 
 
 def save_compare(
@@ -66,29 +69,34 @@ def save_compare(
     seed: int = 0,
     out: Path | None = None,
     force: bool = False,
-) -> tuple[Path, bool]:
-    """Write `compare`'s grid to `out` (default:
-    reversenet-out/<photo>_<model>_<layer>[_<selector>]_compare[-<renderer>].png),
-    recorded in that folder's manifest, unless the manifest shows it current.
-    Returns the file and whether it was written."""
+) -> tuple[list[Path], bool]:
+    """Write `compare`'s grids to `out`, a folder (default reversenet-out/, the grid named
+    <photo>_<model>_<layer>[_<selector>]_compare[-<renderer>].png) or a .png file, recorded in
+    the folder's manifest, unless the manifest shows them current. A selector of K signals
+    gives K grids, numbered -1 … -K. Returns the files and whether they were written."""
     layer = layer or network.default_layer
-    folder = out.parent if out else Path("reversenet-out")
+    file = out is not None and out.suffix.lower() == ".png"
+    folder = out.parent if file else out or Path("reversenet-out")
     writable_folder(folder)
     manifest = Manifest(folder)
     photo = image.resolve()
     photo_id = photo_ids([photo], manifest.photo_ids())[photo]
     tag = "" if select == "max" else "_" + slug(select)
-    name = out.name if out else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
+    name = out.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
     params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
               **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(BUILTIN),
               "select": select, "render": how, **versions()}  # fmt: skip
-    output = Output(name, "montage", params)
-    if not force and manifest.current(output):
-        return folder / name, False
-    save_png(compare(network, image, layer=layer, select=select, how=how, seed=seed), folder / name)
-    manifest.add(output)
+    count = getattr(parse_selector(select), "k", 1)  # topk:K gives K signals, the others one
+    stem = name.removesuffix(".png")
+    names = [name] if count == 1 else [f"{stem}-{k}.png" for k in range(1, count + 1)]
+    outputs = [Output(n, "montage", {**params, "signal": k}) for k, n in enumerate(names, 1)]
+    if not force and all(manifest.current(o) for o in outputs):
+        return [folder / n for n in names], False
+    for picture, output in zip(compare(network, image, layer=layer, select=select, how=how, seed=seed), outputs):
+        save_png(picture, folder / output.file)
+        manifest.add(output)
     manifest.merge()
-    return folder / name, True
+    return [folder / n for n in names], True
 
 
 @dataclass

@@ -170,6 +170,20 @@ def test_compare_is_recorded_and_skipped_when_current(run, tmp_path):
     assert records["mine.png"]["seed"] == 2 and records["mine.png"]["variant"] == list(reversenet.VARIANTS)
 
 
+def test_compare_draws_a_grid_per_photo_and_per_signal(run, tmp_path):
+    for name in ("photos/a.jpg", "photos/b.jpg"):
+        (tmp_path / name).parent.mkdir(exist_ok=True)
+        with Image.open(sample_image()) as image:
+            image.rotate(len(name)).save(tmp_path / name)
+    code, _, err = run("compare", "-w", "random", "-m", "alexnet", "-i", "photos", "-s", "topk:2", "-o", "grids")
+    assert code == 0, err
+    assert sorted(p.name for p in (tmp_path / "grids").glob("*.png")) == [
+        f"{photo}_alexnet_pool5_topk-2_compare-{k}.png" for photo in ("a", "b") for k in (1, 2)
+    ]
+    code, _, err = run("compare", "-w", "random", "-m", "alexnet", "-i", "photos", "-o", "one.png")
+    assert code == 2 and "names one grid" in err and not (tmp_path / "one.png").exists()
+
+
 # ---- names: two photos never share an output ----------------------------------------------
 
 
