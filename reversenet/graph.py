@@ -93,11 +93,16 @@ class Graph:
     def resolve(self, layer: str) -> fx.Node:
         """The node whose output is `layer`: a module name, an alias or a node name."""
         name = self.aliases.get(layer, layer)
-        calls = [n for n in self.nodes if n.op == "call_module" and n.target == name]
+        base, _, nth = name.rpartition("#") if "#" in name else (name, "", "")
+        calls = self._calls(base)
+        if nth:  # module#k: the k-th call of a module called several times
+            if not nth.isdigit() or not 1 <= int(nth) <= len(calls):
+                raise UsageError(f"{layer!r}: module {base!r} is called {len(calls)} times; #k counts from 1")
+            return calls[int(nth) - 1]
         if len(calls) > 1:
             raise UsageError(
-                f"module {name!r} is called {len(calls)} times; name one call by its "
-                f"graph node: {', '.join(n.name for n in calls)}"
+                f"module {name!r} is called {len(calls)} times; name one call: "
+                + ", ".join(f"{name}#{k}" for k in range(1, len(calls) + 1))
             )
         if calls:
             return calls[0]
@@ -138,11 +143,16 @@ class Graph:
             op = node.target
         return Step(node, op, family_of(op), tuple(args), dict(kwargs))
 
+    def _calls(self, target: str) -> list[fx.Node]:
+        return [n for n in self.nodes if n.op == "call_module" and n.target == target]
+
     def unique_name(self, node: fx.Node) -> str:
-        """The module name of a module called once, else the graph node's name."""
-        if node.op == "call_module" and sum(n.target == node.target for n in self.nodes) == 1:
-            return node.target
-        return node.name
+        """The module name of a module called once, ``module#k`` for its k-th call of
+        several, else the graph node's name."""
+        if node.op != "call_module":
+            return node.name
+        calls = self._calls(node.target)
+        return node.target if len(calls) == 1 else f"{node.target}#{calls.index(node) + 1}"
 
     def name_of(self, node: fx.Node) -> str:
         """The friendliest name that `resolve` maps to `node`: an alias, a module
@@ -150,8 +160,9 @@ class Graph:
         aliases = [a for a, target in self.aliases.items() if node.op == "call_module" and target == node.target]
         if aliases:
             return aliases[0]
-        name = self.unique_name(node)
-        return name if name != node.name else next(iter(self.containers_ending_at(node)), name)
+        if node.op == "call_module" and len(self._calls(node.target)) == 1:
+            return node.target
+        return next(iter(self.containers_ending_at(node)), self.unique_name(node))
 
     def containers_ending_at(self, node: fx.Node) -> list[str]:
         """The submodules whose output `node` is, outermost first."""

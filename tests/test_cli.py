@@ -225,7 +225,7 @@ def test_inspect_vgg16(run):
 def test_layers_resnet50_names_containers(run):
     code, out, _ = run("layers", "--model", "resnet50")
     assert code == 0
-    assert "layer4, layer4.2" in out and "2048×7×7" in out and "layer3_5_relu_2" in out
+    assert "layer4, layer4.2" in out and "2048×7×7" in out and "layer3.5.relu#3" in out  # its third call
 
 
 def test_piped_tables_are_tab_separated_and_never_cut(run):

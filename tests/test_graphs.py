@@ -107,6 +107,15 @@ def test_fallback_bp_is_the_exact_gradient(inplace_silu):
     torch.testing.assert_close(x, x_.detach())  # the in-place op did not touch the input
 
 
+class Twice(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv, self.relu = nn.Conv2d(3, 3, 3), nn.ReLU()
+
+    def forward(self, x):
+        return self.relu(self.conv(self.relu(x)))
+
+
 def test_container_and_repeated_module_names():
     import torchvision
 
@@ -114,8 +123,18 @@ def test_container_and_repeated_module_names():
     graph = Graph(model)
     assert graph.resolve("layer3") is graph.resolve("layer3.1")  # both end at the same node
     assert graph.resolve("layer3").name == "layer3_1_relu_1"
-    with pytest.raises(UsageError, match="called 2 times.*layer4_1_relu, layer4_1_relu_1"):
+    with pytest.raises(UsageError, match=r"called 2 times; name one call: layer4.1.relu#1, layer4.1.relu#2"):
         graph.resolve("layer4.1.relu")
+    assert graph.resolve("layer4.1.relu#2") is graph.resolve("layer4_1_relu_1")  # the graph node's name too
+    assert graph.unique_name(graph.resolve("layer4.1.relu#1")) == "layer4.1.relu#1"
+    with pytest.raises(UsageError, match="#k counts from 1"):
+        graph.resolve("layer4.1.relu#3")
+    # a top-level module called twice: its first node is named like the module, which
+    # names both calls; the suggestion is one that resolves
+    g2 = Graph(Twice().eval())
+    with pytest.raises(UsageError, match="relu#1, relu#2"):
+        g2.resolve("relu")
+    assert g2.resolve("relu#1").name == "relu" and g2.resolve("relu#2").name == "relu_1"
     x = torch.randn(1, 3, 64, 64)
     assert reversenet.record(model, x, layer="layer3").activation.shape == (1, 256, 4, 4)
     assert graph.default_layer() == "layer4"
