@@ -66,7 +66,7 @@ class Graph:
 
     def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None):
         self.model = model
-        self.aliases = dict(aliases or {})
+        self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
         modes = {m: m.training for m in model.modules()}
         try:  # trace the evaluation-mode network (no auxiliary heads), then restore
             model.eval()
@@ -192,3 +192,34 @@ class Graph:
             for n in self.nodes
             if isinstance(n.meta.get("tensor_meta"), TensorMetadata)
         }
+
+
+def paper_aliases(model: nn.Module) -> dict[str, str]:
+    """MatConvNet-style names for AlexNet and VGG (``conv1``/``conv1_1`` … ``pool5``,
+    ``fc6`` … ``fc8``) mapped to module names; empty for other architectures."""
+    features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)
+    if not isinstance(features, nn.Sequential) or not isinstance(classifier, nn.Sequential):
+        return {}
+    convs = sum(isinstance(m, nn.Conv2d) for m in features)
+    vgg = convs > 5  # AlexNet numbers its five convolutions 1..5, VGG per block
+    aliases, block, in_block, total, tag = {}, 1, 0, 0, ""
+    for name, m in features.named_children():
+        if isinstance(m, nn.Conv2d):
+            in_block, total = in_block + 1, total + 1
+            tag = f"{block}_{in_block}" if vgg else str(total)
+            prefix = "conv"
+        elif isinstance(m, nn.MaxPool2d):
+            tag, prefix = str(block if vgg else total), "pool"
+            block, in_block = block + 1, 0
+        else:
+            prefix = {nn.ReLU: "relu", nn.BatchNorm2d: "bn", nn.LocalResponseNorm: "norm"}.get(type(m))
+        if prefix:
+            aliases[f"{prefix}{tag}"] = f"features.{name}"
+    fc = 5
+    for name, m in classifier.named_children():
+        if isinstance(m, nn.Linear):
+            fc += 1
+        prefix = {nn.Linear: "fc", nn.ReLU: "relu", nn.Dropout: "drop"}.get(type(m))
+        if prefix and fc > 5:
+            aliases[f"{prefix}{fc}"] = f"classifier.{name}"
+    return aliases

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
 from .errors import ReversenetError, UsageError, first_line, unknown
-from .graph import Graph
+from .graph import Graph, paper_aliases
 from .outputs import sha256_file
 from .render import to_uint8
 
@@ -212,34 +212,3 @@ def _mismatch(expected: dict, given: dict) -> tuple[list[str], list[str]]:
 
 def _some(keys: list[str]) -> str:
     return f" ({', '.join(keys[:3])}{', ...' if len(keys) > 3 else ''})" if keys else ""
-
-
-def paper_aliases(model: nn.Module) -> dict[str, str]:
-    """MatConvNet-style names for AlexNet and VGG (``conv1``/``conv1_1`` … ``pool5``,
-    ``fc6`` … ``fc8``) mapped to module names; empty for other architectures."""
-    features, classifier = getattr(model, "features", None), getattr(model, "classifier", None)
-    if not isinstance(features, nn.Sequential) or not isinstance(classifier, nn.Sequential):
-        return {}
-    convs = sum(isinstance(m, nn.Conv2d) for m in features)
-    vgg = convs > 5  # AlexNet numbers its five convolutions 1..5, VGG per block
-    aliases, block, in_block, total, tag = {}, 1, 0, 0, ""
-    for name, m in features.named_children():
-        if isinstance(m, nn.Conv2d):
-            in_block, total = in_block + 1, total + 1
-            tag = f"{block}_{in_block}" if vgg else str(total)
-            prefix = "conv"
-        elif isinstance(m, nn.MaxPool2d):
-            tag, prefix = str(block if vgg else total), "pool"
-            block, in_block = block + 1, 0
-        else:
-            prefix = {nn.ReLU: "relu", nn.BatchNorm2d: "bn", nn.LocalResponseNorm: "norm"}.get(type(m))
-        if prefix:
-            aliases[f"{prefix}{tag}"] = f"features.{name}"
-    fc = 5
-    for name, m in classifier.named_children():
-        if isinstance(m, nn.Linear):
-            fc += 1
-        prefix = {nn.Linear: "fc", nn.ReLU: "relu", nn.Dropout: "drop"}.get(type(m))
-        if prefix and fc > 5:
-            aliases[f"{prefix}{fc}"] = f"classifier.{name}"
-    return aliases

@@ -212,3 +212,15 @@ def test_fallback_through_a_tuple_output_is_the_gradient():
     for k in range(2):
         (expected,) = torch.autograd.grad(model(x_), x_, e[k])
         assert relative_error(ours[k], expected) < 1e-5
+
+
+def test_the_python_api_takes_paper_names_and_suggests_close_ones():
+    import torchvision
+
+    model = torchvision.models.alexnet().eval()
+    x = torch.randn(1, 3, 96, 96)
+    assert reversenet.record(model, x, layer="conv5").activation.shape == (1, 256, 5, 5)
+    assert torch.equal(reversenet.record(model, x, layer="pool5").activation,
+                       reversenet.record(model, x, layer="features.12").activation)  # fmt: skip
+    with pytest.raises(UsageError, match="unknown layer 'conv6'; did you mean conv5"):
+        reversenet.record(model, x, layer="conv6")
