@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import sys
+import warnings
 from collections.abc import Callable
 from pathlib import Path
 
@@ -531,6 +532,8 @@ def main() -> None:
     debug = "--debug" in args
     # SIGTERM (a scheduler's stop) unwinds like Ctrl-C: the file being written is removed.
     signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(128 + signum))
+    if not debug:  # a warning is one line, without the source line Python adds
+        warnings.showwarning = lambda message, *rest: print(f"warning: {message}", file=sys.stderr)
     try:  # --debug is taken anywhere on the line, not only before the command
         cli.main(args=[a for a in args if a != "--debug"], prog_name="reversenet", standalone_mode=False)
     except click.exceptions.Abort:

@@ -91,7 +91,15 @@ class Recording:
         self._numel = {self.graph.input: x[0].numel()}  # elements per image of each step's output
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shape = tuple(x.shape)
+        self._fallbacks: dict[tuple[str, str], list[str]] = {}  # (variant, layer type): where
         self.activations = self._forward(x, variants)
+        for (variant, kind), where in self._fallbacks.items():  # one line per layer type
+            more = f" and {len(where) - 1} more" if len(where) > 1 else ""
+            warnings.warn(
+                f"{where[0]}{more}: no reverse rule for {kind}; variant {variant!r} backpropagates through "
+                f"{'them' if more else 'it'} exactly (bottleneck: the input)",
+                stacklevel=3,
+            )
 
     @property
     def layer(self) -> str:
@@ -155,11 +163,7 @@ class Recording:
         where = f"{step.where}, {reason}" if reason else step.where
         rule = variant.rule(None if reason or step.family is None else step.family, where)
         if warn and rule is FALLBACK:
-            warnings.warn(
-                f"{where}: no reverse rule; variant {variant.name!r} backpropagates through it "
-                "exactly (bottleneck: its input)",
-                stacklevel=5,
-            )
+            self._fallbacks.setdefault((variant.name, step.kind), []).append(where)
         return rule
 
     def rules(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule]]:

@@ -27,3 +27,8 @@ def softmax_head() -> nn.Module:
 def pool_first() -> nn.Module:
     """Nothing with parameters before its first layer (for `sanity`)."""
     return nn.Sequential(nn.MaxPool2d(2), nn.Conv2d(3, 4, 3))
+
+
+def three_gelus() -> nn.Module:
+    """Three layers without a reverse rule, of one type."""
+    return nn.Sequential(*(m for _ in range(3) for m in (nn.Conv2d(3, 3, 3, padding=1), nn.GELU())))

@@ -234,3 +234,12 @@ def test_piped_tables_are_tab_separated_and_never_cut(run):
     lines = out.splitlines()
     assert lines[0].startswith("# densenet121") and lines[1].split("\t") == ["layer", "also", "type", "output shape"]
     assert "features.denseblock4.denselayer16.conv2" in {line.split("\t")[0] for line in lines}
+
+
+def test_fallback_layers_are_one_warning_line_per_type(run, tmp_path):
+    (tmp_path / "any.yaml").write_text("rules: {ReLU: hybrid, MaxPool2d: switches}\nfallback: bp\n")
+    code, _, err = run("visualize", "-m", "factories:three_gelus", "-w", "random", "-l", "5", "-v", "any.yaml", "-o", "o")
+    assert code == 0, err
+    warnings = [line for line in err.splitlines() if "warning" in line.lower()]
+    assert warnings == [("warning: 1 (GELU) and 2 more: no reverse rule for GELU; variant 'any' backpropagates "
+                        "through them exactly (bottleneck: the input)")]  # fmt: skip
