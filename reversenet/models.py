@@ -8,6 +8,7 @@ import os
 import pickle
 import sys
 import urllib.error
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -175,7 +176,9 @@ def _read_state_dict(path: Path) -> dict:
     if not path.is_file():
         raise UsageError(f"weights {str(path)!r}: no such file (or use DEFAULT, random)")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch's note on pickle protocols says nothing to a user
+            warnings.filterwarnings("ignore", message="Detected pickle protocol")
+            state = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         raise ReversenetError(
             f"refused to load {path}: it is not a plain state_dict (loading it could run code)"
