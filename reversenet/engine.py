@@ -458,9 +458,11 @@ def reverse(
     """Reverse the `select`ed part of `layer`'s output back to an image.
 
     `x` is a normalised float tensor (N, C, H, W); `layer` a module name as in
-    ``model.named_modules()`` (or a graph node name). The result has x's shape; a
-    selector with several signals per image (``topk:K``) gives (N, K, C, H, W).
+    ``model.named_modules()``, a paper name (``pool5``) or a graph node name. The result
+    has x's shape; a selector with several signals per image (``topk:K``) gives
+    (K, N, C, H, W), signals first, as everywhere in reversenet (`Recording.select`,
+    `Recording.visualize`).
     """
     selector = parse_selector(select)
     out = Recording(model, x, layer=layer, variants=[variant]).visualize(selector, variant, seed=seed)
-    return out.transpose(0, 1) if selector.multiple else out[0]
+    return out if selector.multiple else out[0]
