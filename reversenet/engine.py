@@ -91,9 +91,10 @@ class Recording:
         self._numel = {self.graph.input: x[0].numel()}  # elements per image of each step's output
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shape = tuple(x.shape)
-        self._fallbacks: dict[tuple[str, str], list[str]] = {}  # (variant, layer type): where
+        self._fallbacks: dict[tuple[str, str], dict[str, None]] = {}  # (variant, layer type): where, in order
         self.activations = self._forward(x, variants)
-        for (variant, kind), where in self._fallbacks.items():  # one line per layer type
+        for (variant, kind), places in self._fallbacks.items():  # one line per layer type
+            where = list(places)
             more = f" and {len(where) - 1} more" if len(where) > 1 else ""
             warnings.warn(
                 f"{where[0]}{more}: no reverse rule for {kind}; variant {variant!r} backpropagates through "
@@ -163,7 +164,7 @@ class Recording:
         where = f"{step.where}, {reason}" if reason else step.where
         rule = variant.rule(None if reason or step.family is None else step.family, where)
         if warn and rule is FALLBACK:
-            self._fallbacks.setdefault((variant.name, step.kind), []).append(where)
+            self._fallbacks.setdefault((variant.name, step.kind), {})[where] = None  # a step retried: once
         return rule
 
     def rules(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule]]:
