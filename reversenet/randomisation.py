@@ -58,7 +58,10 @@ def similarity(a: np.ndarray, b: np.ndarray) -> dict[str, float]:
         maps = [m / m.max() if m.max() > 0 else m for m in maps]
         ssim = float(structural_similarity(maps[0], maps[1], data_range=1.0))
         sa, sb = np.sign(a).ravel(), np.sign(b).ravel()
-        sign = float(np.corrcoef(sa, sb)[0, 1]) if sa.std() > 0 and sb.std() > 0 else float(sa.std() == sb.std() == 0)
+        if sa.std() > 0 and sb.std() > 0:
+            sign = float(np.corrcoef(sa, sb)[0, 1])
+        else:  # a constant pattern: 1 or −1 against another (same or opposite), 0 against a varying one
+            sign = float(2 * np.mean(sa == sb) - 1) if sa.std() == sb.std() == 0 else 0.0
     return {"spearman": rank, "ssim": ssim, "sign": sign}
 
 
@@ -67,9 +70,10 @@ def randomisable(rec: Recording, layer: str) -> list[str]:
     to `layer`, from the input up."""
     names: list[str] = []
     for step, _ in rec.rules(CONTROL, layer):
-        module, name = step.op, str(step.node.target)
-        own = any(True for _ in getattr(module, "parameters", lambda recurse: ())(recurse=False))
-        if step.node.op == "call_module" and own and hasattr(module, "reset_parameters") and name not in names:
+        if step.node.op != "call_module" or not hasattr(step.op, "reset_parameters"):
+            continue
+        name = str(step.node.target)
+        if next(step.op.parameters(recurse=False), None) is not None and name not in names:
             names.append(name)
     return names
 
@@ -105,12 +109,8 @@ class Sanity:
         return ["step", "randomised (top first)", *methods], rows
 
     def csv(self) -> str:
-        buffer = io.StringIO()
-        columns = ["test", "step", "randomised", "method", "photo", *METRICS]
-        writer = csv.DictWriter(buffer, columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows({k: row[k] for k in columns} for row in self.rows)
-        return buffer.getvalue()
+        """One line per test, step, method and photo."""
+        return _csv(self.rows, ["test", "step", "randomised", "method", "photo", *METRICS])
 
     def plot(self) -> bytes:
         """PNG: per test (rows) and similarity (columns), one line per method against the
@@ -149,11 +149,7 @@ class Sanity:
         """sanity.csv, sanity-summary.csv and sanity.png in `out`, each written atomically."""
         out.mkdir(parents=True, exist_ok=True)
         save_text(self.csv(), out / "sanity.csv")
-        buffer = io.StringIO()
-        writer = csv.DictWriter(buffer, ["test", "step", "randomised", "method", "photos", *METRICS], lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.summary())
-        save_text(buffer.getvalue(), out / "sanity-summary.csv")
+        save_text(_csv(self.summary(), ["test", "step", "randomised", "method", "photos", *METRICS]), out / "sanity-summary.csv")
         save_bytes(self.plot(), out / "sanity.png")
         return [out / "sanity.csv", out / "sanity-summary.csv", out / "sanity.png"]
 
@@ -239,6 +235,14 @@ def sanity(
         for name in names:  # trained again for the next test
             work.get_submodule(name).load_state_dict(trained[name])
     return Sanity(network=network.name, layer=layer, layers=names, rows=rows)
+
+
+def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
 
 
 def _randomise(module: nn.Module, seed: int) -> None:
