@@ -148,7 +148,7 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
       reversenet visualize --variant desalinet
       reversenet visualize --weights random -m alexnet -l conv5 -v deconvnet -v salinet
       reversenet visualize -w random -v all -i photos/ -i 'more/*.jpg' --select topk:4 --raw
-      reversenet visualize -m vgg16 -w vgg16.pth -l fc8 --select class:tabby --render saliency
+      reversenet visualize -m resnet18 -w resnet18.pth -l fc --select class:tabby --render saliency
     """
     values = {"images": list(image_specs) or None, "model": model, "weights": weights, "seed": seed,
               "layers": layer and [layer], "variants": list(variant_names), "select": select, "render": how,
@@ -174,10 +174,12 @@ def run(config, sets, dry_run, force, shard, merge) -> None:
 
     \b
     Examples:
-      reversenet run configs/experiments/fig3-eight-variants.yaml --set weights=random
+      reversenet run fig3-eight-variants --set weights=random
       reversenet run my.yaml --set images=photos/ --dry-run
       torchrun --nproc_per_node 2 -m reversenet run my.yaml
-      reversenet run my.yaml --shard 0/4     (and 1/4, 2/4, 3/4), then: reversenet run my.yaml --merge
+      reversenet run my.yaml --shard 0/2
+      reversenet run my.yaml --shard 1/2
+      reversenet run my.yaml --merge
     """
     cfg = load_config(config, parse_set(sets))
     if dry_run:
