@@ -131,7 +131,8 @@ def _summary(result: batch.Result) -> None:
 @model_options
 @reverse_options
 @click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
-              help="Built-in variant name, 'all' (the eight), or a YAML file; repeat for several (one forward pass).")
+              help="Built-in variant name (NAME+bp: with fallback: bp, for any network), 'all' (the eight), "
+                   "or a YAML file; repeat for several (one forward pass).")
 @images_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the PNGs and their manifest.jsonl.")

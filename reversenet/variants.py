@@ -15,6 +15,7 @@ reversed by its exact vector-Jacobian product (``fallback: bp``).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from functools import cache
@@ -72,13 +73,19 @@ def expand(specs: Iterable[str | Path | Variant]) -> list[str | Path | Variant]:
     return list(dict.fromkeys(v for spec in specs for v in (BUILTIN if spec == "all" else [spec])))
 
 
+ANY = "+bp"  # a built-in name with it: the variant with `fallback: bp`, for any network
+
+
 def load_variant(spec: str | Path | Variant) -> Variant:
-    """A variant by built-in name (``desalinet``) or by the path of a YAML file."""
+    """A variant by built-in name (``desalinet``; ``desalinet+bp`` for the same with
+    ``fallback: bp``, which reverses any network) or by the path of a YAML file."""
     if isinstance(spec, Variant):
         return spec
     spec = str(spec)
     if spec in BUILTIN:
         return _builtin(spec)
+    if spec.endswith(ANY) and spec.removesuffix(ANY) in BUILTIN:
+        return dataclasses.replace(_builtin(spec.removesuffix(ANY)), name=spec, fallback="bp")
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml"):
         raise unknown("variant", spec, BUILTIN)

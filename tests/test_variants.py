@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import pytest
+import torch
 
+import reversenet
 from reversenet import UsageError, load_variant
 from reversenet.variants import BUILTIN
 
@@ -80,3 +82,23 @@ def test_missing_family_rule_is_reported_where_it_is_needed(tmp_path):
     # a layer before any pooling needs no pooling rule
     out = reversenet.reverse(model, torch.randn(1, 3, 96, 96), layer="features.1", variant=path)
     assert out.shape == (1, 3, 96, 96)
+
+
+def test_every_builtin_variant_has_a_form_for_any_network():
+    from factories import three_gelus
+
+    variant = load_variant("salinet+bp")
+    assert variant.name == "salinet+bp" and variant.fallback == "bp"
+    assert variant.rules == load_variant("salinet").rules and load_variant("salinet").fallback == "error"
+    # GELU has no rule: salinet+bp reverses it by its exact gradient, so the whole is the gradient
+    torch.manual_seed(0)
+    model = three_gelus().eval()
+    x = torch.randn(2, 3, 8, 8)
+    with pytest.warns(UserWarning, match="no reverse rule for GELU; variant 'salinet\\+bp'"):
+        rec = reversenet.record(model, x, layer="5", variants=["salinet+bp"])
+    signal = torch.randn_like(rec.activation)
+    x_ = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(x_), x_, signal)
+    assert torch.allclose(rec.reverse(signal, "salinet+bp"), expected, rtol=1e-4, atol=1e-6)
+    with pytest.raises(UsageError, match="unknown variant"):
+        load_variant("salinet+bq")
