@@ -15,8 +15,7 @@ from .fcn import fully_convolutional
 from .randomisation import Sanity, sanity
 from .segmentation import Seeds, Segmenter, segment
 from .selectors import Selector, parse_selector
-from .variants import BUILTIN as VARIANTS
-from .variants import Variant, load_variant
+from .variants import VARIANTS, Variant, load_variant
 
 __all__ = [
     "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",

@@ -27,7 +27,7 @@ from .render import RENDERERS
 from .rules import FAMILIES
 from .segmentation import METHODS, Seeds
 from .selectors import parse_selector
-from .variants import BUILTIN, expand, load_variant
+from .variants import VARIANTS, expand, load_variant
 from .visualize import bottleneck_report, save_compare
 
 console = Console(stderr=True)
@@ -426,7 +426,7 @@ def variants() -> None:
     for header in ["variant", *(f"{f.name}†" for f in choice_families)]:
         table.add_column(header, no_wrap=True)
     table.add_column("what it is")
-    for name in BUILTIN:
+    for name in VARIANTS:
         v = load_variant(name)
         table.add_row(name, *(v.rules.get(f.name, "-") for f in choice_families), v.description)
     _show(table)

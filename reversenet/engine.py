@@ -17,7 +17,7 @@ from .rules import Rule
 from .rules.fallback import FALLBACK
 from .rules.registry import tensors_in
 from .selectors import Selector, parse_selector
-from .variants import BUILTIN, Variant, load_variant
+from .variants import VARIANTS, Variant, load_variant
 from .window import Axis, Footprint, Window, box, crop_bottleneck
 
 VariantSpec = str | Path | Variant
@@ -66,7 +66,7 @@ class Recording:
         x: Tensor,
         *,
         layer: str | Sequence[str],
-        variants: Iterable[VariantSpec] = BUILTIN,
+        variants: Iterable[VariantSpec] = VARIANTS,
         aliases: dict[str, str] | None = None,
     ):
         if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
@@ -380,7 +380,7 @@ class Recording:
         return self.reverse(self.select(select, variant=variant, seed=seed, layer=layer), variant, layer=layer)
 
     def visualize_many(
-        self, select: str | Selector = "max", variants: Iterable[VariantSpec] = BUILTIN, *, seed: int = 0,
+        self, select: str | Selector = "max", variants: Iterable[VariantSpec] = VARIANTS, *, seed: int = 0,
         layer: str | None = None,
     ) -> dict[str, Tensor]:
         """`visualize` for several variants of one recording, in one batched reverse:
@@ -439,7 +439,7 @@ def record(
     x: Tensor,
     *,
     layer: str | Sequence[str],
-    variants: Iterable[VariantSpec] = BUILTIN,
+    variants: Iterable[VariantSpec] = VARIANTS,
     aliases: dict[str, str] | None = None,
 ) -> Recording:
     """Run `model` on `x` once, up to `layer` (or the deepest of several layers),

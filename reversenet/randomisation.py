@@ -36,7 +36,7 @@ from .errors import UsageError
 from .graph import Graph
 from .images import find_images, load_image, sample_image, save_bytes, save_text
 from .models import Network, as_network
-from .variants import BUILTIN, expand, load_variant
+from .variants import VARIANTS, expand, load_variant
 
 CONTROL = "deconvnet-center"  # no bottleneck at all
 TESTS = ("cascading", "independent")
@@ -159,7 +159,7 @@ def sanity(
     photos: Iterable[str | Path] | None = None,
     *,
     weights: str = "DEFAULT",
-    variants: Sequence[VariantSpec] = BUILTIN,
+    variants: Sequence[VariantSpec] = VARIANTS,
     layer: str | None = None,
     select: str = "max",
     tests: Sequence[str] = TESTS,

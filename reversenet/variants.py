@@ -28,8 +28,8 @@ from .errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FAMILIES, Family, Rule
 from .rules.fallback import FALLBACK
 
-_BUILTIN = resources.files("reversenet.configs") / "variants"
-BUILTIN: tuple[str, ...] = (
+_VARIANT_FILES = resources.files("reversenet.configs") / "variants"
+VARIANTS: tuple[str, ...] = (
     "identity", "deconvnet", "salinet", "desalinet",
     "identity-center", "deconvnet-center", "salinet-center", "desalinet-center",
 )  # fmt: skip
@@ -70,7 +70,7 @@ class Variant:
 
 def expand(specs: Iterable[str | Path | Variant]) -> list[str | Path | Variant]:
     """`specs` with "all" standing for the eight built-in variants, each once, in order."""
-    return list(dict.fromkeys(v for spec in specs for v in (BUILTIN if spec == "all" else [spec])))
+    return list(dict.fromkeys(v for spec in specs for v in (VARIANTS if spec == "all" else [spec])))
 
 
 ANY = "+bp"  # a built-in name with it: the variant with `fallback: bp`, for any network
@@ -82,13 +82,13 @@ def load_variant(spec: str | Path | Variant) -> Variant:
     if isinstance(spec, Variant):
         return spec
     spec = str(spec)
-    if spec in BUILTIN:
+    if spec in VARIANTS:
         return _builtin(spec)
-    if spec.endswith(ANY) and spec.removesuffix(ANY) in BUILTIN:
+    if spec.endswith(ANY) and spec.removesuffix(ANY) in VARIANTS:
         return dataclasses.replace(_builtin(spec.removesuffix(ANY)), name=spec, fallback="bp")
     path = Path(spec)
     if path.suffix.lower() not in (".yaml", ".yml"):
-        raise unknown("variant", spec, BUILTIN)
+        raise unknown("variant", spec, VARIANTS)
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -99,7 +99,7 @@ def load_variant(spec: str | Path | Variant) -> Variant:
 @cache
 def _builtin(name: str) -> Variant:
     """A built-in variant, parsed once per process."""
-    return parse_variant((_BUILTIN / f"{name}.yaml").read_text(encoding="utf-8"), name, f"{name}.yaml")
+    return parse_variant((_VARIANT_FILES / f"{name}.yaml").read_text(encoding="utf-8"), name, f"{name}.yaml")
 
 
 def parse_variant(text: str, name: str, source: str) -> Variant:

@@ -19,7 +19,7 @@ from .outputs import Manifest, Output, photo_ids, sha256_file, slug, versions
 from .render import SUFFIXES, grid, render
 from .rules import call
 from .selectors import Selector, parse_selector
-from .variants import BUILTIN
+from .variants import VARIANTS
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
@@ -42,14 +42,14 @@ def compare(
     from one forward pass: a grid per signal the selector gives (one for ``max``)."""
     selector = parse_selector(select)
     x, photo = prepare(network, image)
-    rec = Recording(network.module, x, layer=layer, variants=BUILTIN, aliases=network.aliases)
-    pictures = rec.visualize_many(selector, BUILTIN, seed=seed)
-    count = len(pictures[BUILTIN[0]])
+    rec = Recording(network.module, x, layer=layer, variants=VARIANTS, aliases=network.aliases)
+    pictures = rec.visualize_many(selector, VARIANTS, seed=seed)
+    count = len(pictures[VARIANTS[0]])
     return [
         grid(
-            [render(pictures[v][k, 0], how, photo)[0][1] for v in BUILTIN],
+            [render(pictures[v][k, 0], how, photo)[0][1] for v in VARIANTS],
             columns=4,
-            captions=list(BUILTIN),
+            captions=list(VARIANTS),
             column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
             row_titles=["pool: switches", "pool: centre"],
             title=f"{image.name} · {network.name} · {layer} · {select}" + (f" · {k + 1} of {count}" if count > 1 else ""),
@@ -84,7 +84,7 @@ def save_compare(
     tag = "" if select == "max" else "_" + slug(select)
     name = out.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
     params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
-              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(BUILTIN),
+              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(VARIANTS),
               "select": select, "render": how, **versions()}  # fmt: skip
     count = getattr(parse_selector(select), "k", 1)  # topk:K gives K signals, the others one
     stem = name.removesuffix(".png")

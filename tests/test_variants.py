@@ -7,7 +7,7 @@ import torch
 
 import reversenet
 from reversenet import UsageError, load_variant
-from reversenet.variants import BUILTIN
+from reversenet.variants import VARIANTS
 
 EXPECTED = {  # docs/design.md §2
     "identity": ("identity", "switches", "identity"),
@@ -29,7 +29,7 @@ def test_builtin_variants_pick_the_papers_rules(name):
 
 
 def test_eight_builtins():
-    assert set(BUILTIN) == set(EXPECTED)
+    assert set(VARIANTS) == set(EXPECTED)
 
 
 def test_user_file_loads(tmp_path):
