@@ -14,7 +14,6 @@ from click.core import ParameterSource
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
-from rich.text import Text
 
 from . import batch, images, randomisation, segmentation
 from . import evaluation as scoring
@@ -89,8 +88,7 @@ def _show(table: Table) -> None:
     if table.title:
         click.echo(f"# {table.title}")
     lines = zip(*([column.header, *column.cells] for column in table.columns))
-    click.echo("\n".join("\t".join(Text.from_markup(str(cell)).plain if isinstance(cell, str) else str(cell) for cell in line)
-                         for line in lines))  # fmt: skip
+    click.echo("\n".join("\t".join(str(cell) for cell in line) for line in lines))  # cells are plain text
 
 
 def _progress(enabled: bool) -> Progress:
