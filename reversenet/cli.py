@@ -25,9 +25,8 @@ from .models import load_network, pick_device
 from .render import RENDERERS
 from .rules import FAMILIES
 from .segmentation import METHODS, Seeds
-from .selectors import parse_selector
 from .variants import VARIANTS, expand, load_variant
-from .visualize import bottleneck_report, save_compare
+from .visualize import bottleneck_report, grids_per_photo, save_compare
 
 console = Console(stderr=True)
 
@@ -223,7 +222,7 @@ def compare(model, weights, seed, device, layer, select, how, image_specs, out, 
       reversenet compare -m alexnet -w random -l pool5 -i photo.jpg -o fig3.png
       reversenet compare -w random -i photos/ --select topk:2 -o grids/
     """
-    signals = getattr(parse_selector(select), "k", 1)
+    signals = grids_per_photo(select)
     photos = images.find_images(image_specs or [str(images.sample_image())])
     if out.suffix.lower() == ".png" and len(photos) * signals > 1:
         raise UsageError(f"-o {out} names one grid; give a folder for {len(photos)} photos or several signals")

@@ -207,12 +207,11 @@ def sanity(
     trained = {n: copy.deepcopy(work.get_submodule(n).state_dict()) for n in names}
     signal = rec.select(select, variant=methods[0], seed=seed, layer=layer)  # fixed: the trained network's
 
-    def pictures() -> dict[str, np.ndarray]:
-        now = record(graph, x, layer=layer, variants=methods)
+    def pictures(now: Recording) -> dict[str, np.ndarray]:
         out = now.reverse_many([(m, signal) for m in methods], layer=layer)
         return {m.name: p.flatten(0, p.dim() - 4).cpu().double().numpy() for m, p in zip(methods, out)}
 
-    reference = pictures()
+    reference = pictures(rec)  # the trained network's, from the recording already made
     rows: list[dict[str, Any]] = []
 
     def measure(test: str, step: int, randomised: str, now: dict[str, np.ndarray]) -> None:
@@ -226,7 +225,7 @@ def sanity(
         measure(test, 0, ORIGINAL, reference)
         for step, name in enumerate(reversed(names), 1):  # the top first
             _randomise(work.get_submodule(name), 1_000_003 * (seed + 1) + names.index(name))
-            measure(test, step, name, pictures())
+            measure(test, step, name, pictures(record(graph, x, layer=layer, variants=methods)))
             if test == "independent":
                 work.get_submodule(name).load_state_dict(trained[name])
             done += 1

@@ -58,6 +58,11 @@ def compare(
     ]
 
 
+def grids_per_photo(select: str) -> int:
+    """How many grids `compare` draws per photo: one per signal, K for topk:K."""
+    return getattr(parse_selector(select), "k", 1)
+
+
 def save_compare(
     network: Network,
     image: Path,
@@ -86,7 +91,7 @@ def save_compare(
     params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
               **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(VARIANTS),
               "select": select, "render": how, **versions()}  # fmt: skip
-    count = getattr(parse_selector(select), "k", 1)  # topk:K gives K signals, the others one
+    count = grids_per_photo(select)
     stem = name.removesuffix(".png")
     names = [name] if count == 1 else [f"{stem}-{k}.png" for k in range(1, count + 1)]
     outputs = [Output(n, "montage", {**params, "signal": k}) for k, n in enumerate(names, 1)]

@@ -68,7 +68,7 @@ class PackedMask:
 
     @classmethod
     def of(cls, x: Tensor, test: Callable[[Tensor], Tensor] = lambda m: m) -> PackedMask:
-        """The mask test(x), or x itself if it is boolean (see `pack`)."""
+        """The mask test(x); with the default test, x is the boolean mask (see `pack`)."""
         x = x if x.dim() >= 2 else x.reshape(-1, 1)
         return cls(pack(x, test), x.shape[1])
 
