@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint bench bench-run objectness figure golden clean
+.PHONY: setup demo test lint docs bench bench-run objectness figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -27,6 +27,11 @@ test: setup
 # Lint (CI runs it before the tests): ruff, pinned in the test extra.
 lint: setup
 	$(BIN)/ruff check reversenet tests benchmarks
+
+# The API reference from the docstrings (Sphinx + numpydoc, which checks every documented
+# object's parameters and returns) in build/docs; any warning fails it (CI runs it).
+docs: setup
+	$(BIN)/sphinx-build -q -b html -W --keep-going docs/api build/docs
 
 # One table: reversenet against autograd and captum (time, peak memory, bottleneck bytes,
 # scaling) on VGG-16 (random weights), with the targets; captum comes from the bench extra.

@@ -1,9 +1,18 @@
 """reversenet: reversed architectures of CNNs (DeConvNet, SaliNet, DeSaliNet and kin).
 
-    >>> import reversenet
-    >>> image = reversenet.reverse(model, x, layer="features.30", variant="desalinet")
-    >>> masks = reversenet.segment(["photo.jpg"], "alexnet", methods=["salinet"])
-    >>> rows = reversenet.run("configs/experiments/fig3-eight-variants.yaml", weights="random")
+Mahendran & Vedaldi, "Salient deconvolutional networks" (ECCV 2016): a layer's output runs
+back to an image through a reversed network; the reverses of ReLU and max pooling chosen
+give eight variants (`VARIANTS`). The design page, docs/design.md, states the construction,
+the names and the choices the paper leaves open.
+
+>>> import torch, torchvision, reversenet
+>>> model = torchvision.models.vgg16().eval()  # random weights; weights="DEFAULT" for ImageNet's
+>>> x = torch.randn(1, 3, 224, 224)
+>>> reversenet.reverse(model, x, layer="pool5", variant="desalinet").shape
+torch.Size([1, 3, 224, 224])
+>>> rows = reversenet.run("fig3-eight-variants", weights="random", out="fig3", report=False)
+>>> len(rows)
+9
 """
 
 from . import diff  # reversenet.diff.assert_images_match after `import reversenet`
@@ -12,13 +21,14 @@ from .engine import Recording, record, reverse
 from .errors import ReversenetError, UsageError
 from .evaluation import Evaluation, evaluate
 from .fcn import fully_convolutional
+from .models import Network, load_network
 from .randomisation import Sanity, sanity
 from .segmentation import Seeds, Segmenter, segment
 from .selectors import Selector, parse_selector
 from .variants import VARIANTS, Variant, load_variant
 
 __all__ = [
-    "VARIANTS", "Evaluation", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
-    "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_variant", "parse_selector", "record",
-    "reverse", "run", "sanity", "segment",
+    "VARIANTS", "Evaluation", "Network", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
+    "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_network", "load_variant",
+    "parse_selector", "record", "reverse", "run", "sanity", "segment",
 ]  # fmt: skip

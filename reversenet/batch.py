@@ -422,11 +422,53 @@ def run(
     progress: Progress | None = None,
     **overrides: Any,
 ) -> Result:
-    """Run a config (a YAML file or a dict) with `overrides` (config keys) applied.
+    """Run a batch config: photos × models × layers × variants × selectors × renderers.
 
-    Returns the manifest rows of the run's outputs (and failures, kind ``failed``) as a
-    :class:`Result`, a list: a photo that cannot be read is recorded and skipped, not raised. `shard` = (I, N) computes the
-    I-th of N shares (I from 0) and leaves the last step to ``merge=True``.
+    The Python side of ``reversenet run``; docs/design.md §5 states the names, the reuse of
+    current outputs and the split across processes.
+
+    Parameters
+    ----------
+    config : str, pathlib.Path or mapping
+        A YAML file, the name of a shipped experiment (``fig3-eight-variants``,
+        ``fig4-neuron-selectivity``, ``fig5-random-weights``, ``fig7-phase``) or a dict of
+        config keys (``images``, ``model``, ``weights``, ``layers``, ``variants``,
+        ``select``, ``render``, ``batch_size``, ``device``, ``out``, ``montages``,
+        ``tables``, ``report``, ...; the README lists them all).
+    force : bool, default False
+        Recompute outputs that are current.
+    shard : (int, int), optional
+        (I, N): compute the I-th of N shares of the photos (I from 0) and leave montages,
+        tables and the report to a ``merge=True`` run.
+    merge : bool, default False
+        Only the last step of a sharded run.
+    progress : rich.progress.Progress, optional
+        Shows the run's progress there.
+    **overrides
+        Config keys that replace the config's (``weights="random"``).
+
+    Returns
+    -------
+    reversenet.batch.Result
+        A list of the manifest rows (dicts) of the run's outputs, failures with kind
+        ``failed`` (a photo that cannot be read is recorded and skipped, not raised), with
+        attributes ``written``, ``current``, ``failed``, ``tables``, ``out``, ``finished``.
+
+    Raises
+    ------
+    reversenet.UsageError
+        A bad config: the file, line, key and choices named.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> rows = reversenet.run({"model": "alexnet", "weights": "random", "layers": ["pool5"],
+    ...                        "variants": ["deconvnet", "desalinet"], "out": "out"}, report=False)
+    >>> sorted(row["variant"] for row in rows)
+    ['deconvnet', 'desalinet']
+    >>> reversenet.run({"model": "alexnet", "weights": "random", "layers": ["pool5"],
+    ...                 "variants": ["deconvnet", "desalinet"], "out": "out"}, report=False).current
+    2
     """
     cfg = load_config(config, overrides)
     p = plan(cfg, shard=shard)

@@ -99,7 +99,26 @@ class ReversedNetwork(Attribution):
 
     @staticmethod
     def signal(output: Tensor, target: TargetType) -> Tensor:
-        """1 at the neurons of ``output`` that captum's ``target`` selects, 0 elsewhere."""
+        """The reversed network's input e for captum's ``target``.
+
+        Parameters
+        ----------
+        output : torch.Tensor
+            The layer's output, (N, ...).
+        target : int, tuple, list or torch.Tensor
+            captum's target: one neuron per image.
+
+        Returns
+        -------
+        torch.Tensor
+            `output`'s shape: 1 at the selected neurons, 0 elsewhere.
+
+        Raises
+        ------
+        reversenet.UsageError
+            A target that does not fit the output, or that selects more than one neuron
+            per image.
+        """
         probe = torch.zeros_like(output, requires_grad=True)
         with torch.enable_grad():  # captum's metrics call attribute under no_grad
             try:

@@ -1,7 +1,15 @@
 """Image regression diffs: two images, or two folders paired by relative path.
 
-    >>> from reversenet.diff import assert_images_match
-    >>> assert_images_match("out/", "tests/golden/", tolerance=2, out="golden-diff/")
+The Python side of ``reversenet diff``, for a test suite's golden images:
+
+>>> import numpy as np, reversenet
+>>> from pathlib import Path
+>>> from PIL import Image
+>>> for folder, value in (("golden", 100), ("out", 101)):
+...     Path(folder).mkdir()
+...     Image.fromarray(np.full((8, 8, 3), value, np.uint8)).save(f"{folder}/picture.png")
+>>> [d.max_abs for d in reversenet.diff.assert_images_match("out", "golden", tolerance=2)]
+[1]
 """
 
 from __future__ import annotations
@@ -20,21 +28,65 @@ from .render import heat
 
 @dataclass(frozen=True)
 class Difference:
-    """How one pair of images differs (8-bit levels, 0-255)."""
+    """How one pair of images differs, in 8-bit levels (0-255).
 
-    name: str  # the relative path of the pair
+    Parameters
+    ----------
+    name : str
+        The pair's relative path.
+    max_abs : int, default 0
+        The largest difference of a channel.
+    psnr : float, default inf
+        Peak signal-to-noise ratio in dB; inf when identical.
+    over : float, default 0.0
+        The share of pixels with a channel differing by more than the threshold.
+    problem : str, default ""
+        Why the pair has no numbers (``only in A``, ``size 224×224 vs 112×112``).
+    heat_map : pathlib.Path, optional
+        Where the heat map of the difference was written.
+
+    Examples
+    --------
+    >>> from reversenet.diff import Difference
+    >>> Difference("a.png", max_abs=3, psnr=48.2, over=0.01).row(tolerance=2)
+    ['a.png', '3', '48.2', '1.00%', 'differs']
+    """
+
+    name: str
     max_abs: int = 0
-    psnr: float = math.inf  # dB; inf when identical
-    over: float = 0.0  # share of pixels with a channel differing by more than the threshold
-    problem: str = ""  # "only in A", "size 224×224 vs 112×112", ...
+    psnr: float = math.inf
+    over: float = 0.0
+    problem: str = ""
     heat_map: Path | None = None
 
     def within(self, tolerance: int) -> bool:
+        """Whether the pair exists, has one size, and differs by at most `tolerance`.
+
+        Parameters
+        ----------
+        tolerance : int
+            The largest difference allowed, in levels.
+
+        Returns
+        -------
+        bool
+        """
         return not self.problem and self.max_abs <= tolerance
 
     def row(self, tolerance: int) -> list[str]:
-        """The pair as a table row: name, max |A−B|, PSNR, share over the threshold, verdict;
-        a file without a pair, or of another size, has no numbers."""
+        """The pair as a table row.
+
+        Parameters
+        ----------
+        tolerance : int
+            For the verdict.
+
+        Returns
+        -------
+        list of str
+            Name, max abs(A − B), PSNR, share over the threshold, verdict (``ok``,
+            ``differs``); a file without a pair, or of another size, has no numbers.
+        """
         if self.problem:
             return [self.name, "—", "—", "—", self.problem]
         verdict = "ok" if self.within(tolerance) else "differs"
@@ -42,8 +94,27 @@ class Difference:
 
 
 def verdict(results: list[Difference], tolerance: int) -> tuple[bool, str]:
-    """Whether every pair is within `tolerance`, and one line that says so: pairs that
-    differ, files without a pair and pairs of different sizes counted apart."""
+    """Whether every pair is within `tolerance`, and one line that says so.
+
+    Parameters
+    ----------
+    results : list of Difference
+        From `diff_paths`.
+    tolerance : int
+        The largest difference allowed, in levels.
+
+    Returns
+    -------
+    ok : bool
+    line : str
+        Pairs that differ, files without a pair and pairs of different sizes counted apart.
+
+    Examples
+    --------
+    >>> from reversenet.diff import Difference, verdict
+    >>> verdict([Difference("a.png", max_abs=1), Difference("b.png", problem="only in out")], tolerance=2)
+    (False, '0 of 1 pair differ beyond tolerance 2, 1 file without a pair')
+    """
     unpaired = sum(d.problem.startswith("only in") for d in results)
     sizes = sum(bool(d.problem) for d in results) - unpaired
     paired = len(results) - unpaired
@@ -78,8 +149,37 @@ def _images(folder: Path) -> dict[str, Path]:
 
 
 def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | Path | None = None) -> list[Difference]:
-    """Compare two images or two folders (paired by relative path). With `out`, a heat
-    map of |A − B| is written there for every pair that differs."""
+    """Compare two images, or two folders paired by relative path.
+
+    Parameters
+    ----------
+    a, b : str or pathlib.Path
+        Two image files or two folders.
+    threshold : int, default 0
+        A pixel counts in `Difference.over` when a channel differs by more.
+    out : str or pathlib.Path, optional
+        Where a heat map of abs(A − B) is written for every pair that differs.
+
+    Returns
+    -------
+    list of Difference
+        One per pair, and per file without a pair.
+
+    Raises
+    ------
+    reversenet.UsageError
+        A path that does not exist, an image and a folder, no images, an unreadable image.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from reversenet.diff import diff_paths
+    >>> Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save("a.png")
+    >>> Image.fromarray(np.full((4, 4, 3), 5, np.uint8)).save("b.png")
+    >>> [(d.name, d.max_abs, d.heat_map) for d in diff_paths("a.png", "b.png", out="heat")]
+    [('a.png', 5, PosixPath('heat/a.png.diff.png'))]
+    """
     a, b = Path(a), Path(b)
     for path in (a, b):
         if not path.exists():
@@ -115,8 +215,40 @@ def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | P
 def assert_images_match(
     a: str | Path, b: str | Path, *, tolerance: int = 0, threshold: int = 0, out: str | Path | None = None
 ) -> list[Difference]:
-    """For tests: raise AssertionError naming every pair beyond `tolerance` (and where
-    their heat maps are, with `out`)."""
+    """For tests: compare like `diff_paths`, and fail on any pair beyond `tolerance`.
+
+    Parameters
+    ----------
+    a, b : str or pathlib.Path
+        Two image files or two folders (`b` the golden one).
+    tolerance : int, default 0
+        The largest difference allowed, in levels.
+    threshold : int, default 0
+        As in `diff_paths`.
+    out : str or pathlib.Path, optional
+        Where heat maps of the pairs that differ go.
+
+    Returns
+    -------
+    list of Difference
+
+    Raises
+    ------
+    AssertionError
+        Naming every pair beyond `tolerance` or without a pair, and where the heat maps are.
+
+    Examples
+    --------
+    >>> import numpy as np
+    >>> from PIL import Image
+    >>> from reversenet.diff import assert_images_match
+    >>> Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save("new.png")
+    >>> Image.fromarray(np.full((4, 4, 3), 9, np.uint8)).save("golden.png")
+    >>> assert_images_match("new.png", "golden.png", tolerance=2)
+    Traceback (most recent call last):
+    AssertionError: 1 of 1 images differ from golden.png:
+    new.png: max |A-B| 9, PSNR 29.0 dB
+    """
     results = diff_paths(a, b, threshold=threshold, out=out)
     failed = [d for d in results if not d.within(tolerance)]
     if failed:

@@ -50,14 +50,50 @@ def _tile(r: Any, k: int, n: int) -> Any:
 class Recording:
     """The forward pass of `model` on `x` up to one or several layers, and its bottleneck.
 
-    ``activations`` maps each recorded layer to its output (``activation`` when there
-    is one layer). ``reverse`` runs any signal of a layer's shape back to the input
-    through the reversed network of a variant, reusing the recorded bottleneck (ReLU
-    masks, pooling switches, ...): one forward pass serves every layer, variant and
-    selector recorded.
+    One forward pass records what the reversed networks of `variants` need (ReLU masks,
+    pooling switches, ...: the bottleneck, docs/design.md §1); `reverse` then runs any
+    signal of a recorded layer's shape back to the input, for any of those variants,
+    without running the model again.
 
-    `model` may be a :class:`~reversenet.graph.Graph` already traced, so that a model
-    used for many batches is traced once.
+    Parameters
+    ----------
+    model : torch.nn.Module or reversenet.graph.Graph
+        The network, traced with torch.fx; pass a ``Graph`` already traced to trace a
+        model used for many batches once.
+    x : torch.Tensor
+        The normalised input, float, shape (N, C, H, W), finite.
+    layer : str or sequence of str
+        The layer(s) to record: a module name as in ``model.named_modules()``, a paper
+        name (``conv5``, ``pool5``, ``fc8``; docs/design.md §1), a graph node name, or
+        ``"output"``. The forward pass stops at the deepest.
+    variants : iterable of str, pathlib.Path or Variant, default VARIANTS
+        The variants the recording must serve (their bottleneck is recorded): names,
+        YAML files or ``Variant`` objects.
+    aliases : dict of str to str, optional
+        Extra layer names, alias to module name; the paper's names are always known.
+
+    Attributes
+    ----------
+    activations : dict of str to torch.Tensor
+        Each recorded layer's output, keyed by the name it was asked by.
+    layers : list of str
+        The recorded layers, in the order asked.
+
+    Raises
+    ------
+    reversenet.UsageError
+        `x` is not a finite float (N, C, H, W) tensor, a layer does not exist (the error
+        suggests close names), or no layer or variant is given.
+
+    Examples
+    --------
+    >>> import torch, torchvision, reversenet
+    >>> model = torchvision.models.alexnet().eval()  # random weights
+    >>> rec = reversenet.Recording(model, torch.randn(2, 3, 224, 224), layer=["conv5", "pool5"])
+    >>> rec.activations["pool5"].shape
+    torch.Size([2, 256, 6, 6])
+    >>> rec.visualize("max", "desalinet", layer="conv5").shape  # (K, N, C, H, W)
+    torch.Size([1, 2, 3, 224, 224])
     """
 
     def __init__(
@@ -104,7 +140,7 @@ class Recording:
 
     @property
     def layer(self) -> str:
-        """The recorded layer, when there is one."""
+        """The recorded layer, when there is one (a `reversenet.UsageError` otherwise)."""
         if len(self.layers) > 1:
             raise UsageError(f"this recording holds {len(self.layers)} layers; name one: {', '.join(self.layers)}")
         return self.layers[0]
@@ -168,8 +204,20 @@ class Recording:
         return rule
 
     def rules(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule]]:
-        """The rule that `variant` applies at each step of the path to `layer`, input first
-        (the reverse plan, made once per recording, variant and layer)."""
+        """The reverse plan: the rule `variant` applies at each step of the path to `layer`.
+
+        Parameters
+        ----------
+        variant : str, pathlib.Path or Variant
+            One of the recorded variants.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        list of (reversenet.graph.Step, reversenet.rules.Rule)
+            Input first; made once per recording, variant and layer.
+        """
         variant, layer = load_variant(variant), layer or self.layer
         key = (variant.name, repr(variant.rules), variant.fallback, layer)
         if key not in self._plans:
@@ -179,16 +227,41 @@ class Recording:
         return self._plans[key]
 
     def bottleneck_bits(self, variant: VariantSpec, layer: str | None = None) -> list[tuple[Step, Rule, float]]:
-        """Per step, the rule `variant` applies and its bottleneck's size in bits per
-        image (a ReLU mask: 1 bit per element; switches: log2(window) per output)."""
+        """The information each step's bottleneck carries, in bits per image.
+
+        Parameters
+        ----------
+        variant : str, pathlib.Path or Variant
+            One of the recorded variants.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        list of (reversenet.graph.Step, reversenet.rules.Rule, float)
+            Per step of the plan, its rule and bits per image (a ReLU mask: 1 bit per
+            element; switches: log2(window) per output).
+        """
         return self._per_image("bits", variant, layer)
 
     def bottleneck_bytes(
         self, variant: VariantSpec, layer: str | None = None
     ) -> list[tuple[Step, Rule, float]]:
-        """Per step, the rule `variant` applies and the memory its bottleneck holds, in
-        bytes per image (`Rule.nbytes`: a ReLU mask packed 8 bits to a byte, a switch one
-        byte per output)."""
+        """The memory each step's bottleneck holds, in bytes per image.
+
+        Parameters
+        ----------
+        variant : str, pathlib.Path or Variant
+            One of the recorded variants.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        list of (reversenet.graph.Step, reversenet.rules.Rule, float)
+            Per step of the plan, its rule and bytes per image (``Rule.nbytes``: a ReLU
+            mask packed 8 bits to a byte, a switch one byte per output).
+        """
         return self._per_image("nbytes", variant, layer)
 
     def _per_image(
@@ -202,21 +275,66 @@ class Recording:
     def reverse(
         self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None, restrict: bool = True
     ) -> Tensor:
-        """Run `signal` back to the input from `layer` through the reversed network of
-        `variant` (`layer` may be left out when one layer was recorded).
+        """Run `signal` back to the input through the reversed network of `variant`.
 
-        `signal` has the activation's shape (N, ...) or carries K signals per image,
-        (K, N, ...); the result is (N, C, H, W) or (K, N, C, H, W) accordingly. A signal
-        confined to a small box of a feature map (a neuron) is reversed on its receptive
-        field only (`restrict`; the result is the same, see reversenet.window).
+        Parameters
+        ----------
+        signal : torch.Tensor
+            The reversed network's input e: the activation's shape (N, ...), or K signals
+            per image, (K, N, ...).
+        variant : str, pathlib.Path or Variant, default "desalinet"
+            One of the recorded variants.
+        layer : str, optional
+            The recorded layer `signal` starts from; may be left out when one layer was
+            recorded.
+        restrict : bool, default True
+            Reverse a signal confined to a small box of a feature map (a neuron) on its
+            receptive field only; the result is the same (docs/design.md §7).
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (N, C, H, W) like the input, or (K, N, C, H, W) for K signals per image.
+
+        Raises
+        ------
+        reversenet.UsageError
+            `layer` was not recorded, or `signal` does not have its shape.
+
+        Examples
+        --------
+        >>> import torch, torchvision, reversenet
+        >>> model = torchvision.models.alexnet().eval()
+        >>> rec = reversenet.Recording(model, torch.randn(1, 3, 224, 224), layer="pool5")
+        >>> e = torch.zeros_like(rec.activation)
+        >>> e[0, 7, 3, 3] = 1  # one neuron
+        >>> rec.reverse(e, "deconvnet").shape
+        torch.Size([1, 3, 224, 224])
         """
         return self.reverse_many([(variant, signal)], layer=layer, restrict=restrict)[0]
 
     def reverse_many(
         self, signals: Sequence[tuple[VariantSpec, Tensor]], *, layer: str | None = None, restrict: bool = True
     ) -> list[Tensor]:
-        """`reverse` of several (variant, signal) pairs in one batched pass: each layer
-        whose rule the variants share reverses all their signals in one call."""
+        """`reverse` of several (variant, signal) pairs in one batched pass.
+
+        Each layer whose rule the variants share (a convolution, ...) reverses all their
+        signals in one call: faster than one `reverse` per pair.
+
+        Parameters
+        ----------
+        signals : sequence of (variant, torch.Tensor)
+            Each signal as `reverse` takes it, with its variant.
+        layer : str, optional
+            The recorded layer the signals start from.
+        restrict : bool, default True
+            As in `reverse`.
+
+        Returns
+        -------
+        list of torch.Tensor
+            One result per pair, as `reverse` returns it.
+        """
         layer = layer or self.layer
         if layer not in self.activations:
             raise UsageError(f"layer {layer!r} was not recorded; recorded: {', '.join(self.layers)}")
@@ -368,7 +486,25 @@ class Recording:
     def select(
         self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0, layer: str | None = None
     ) -> Tensor:
-        """The signals `select` makes from `layer`'s activation, shape (K, N, ...)."""
+        """The reversed network's inputs e that a selector makes from `layer`'s activation.
+
+        Parameters
+        ----------
+        select : str or Selector, default "max"
+            A selector (``max``, ``topk:K``, ``channel:C``, ``neuron:C,Y,X``, ...; see
+            `reversenet.parse_selector`).
+        variant : str, pathlib.Path or Variant, default "desalinet"
+            The variant, for selectors that depend on it.
+        seed : int, default 0
+            For random selectors.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (K, N, ...): K signals per image, the activation's shape each.
+        """
         layer = layer or self.layer
         reverse = lambda e: self.reverse(e, variant, layer=layer)
         return parse_selector(select).signals(self.activations[layer], reverse=reverse, seed=seed)
@@ -376,15 +512,48 @@ class Recording:
     def visualize(
         self, select: str | Selector = "max", variant: VariantSpec = "desalinet", *, seed: int = 0, layer: str | None = None
     ) -> Tensor:
-        """Select, then reverse: (K, N, C, H, W)."""
+        """Select, then reverse: the picture of a layer.
+
+        Parameters
+        ----------
+        select : str or Selector, default "max"
+            As in `select`.
+        variant : str, pathlib.Path or Variant, default "desalinet"
+            One of the recorded variants.
+        seed : int, default 0
+            For random selectors.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (K, N, C, H, W).
+        """
         return self.reverse(self.select(select, variant=variant, seed=seed, layer=layer), variant, layer=layer)
 
     def visualize_many(
         self, select: str | Selector = "max", variants: Iterable[VariantSpec] = VARIANTS, *, seed: int = 0,
         layer: str | None = None,
     ) -> dict[str, Tensor]:
-        """`visualize` for several variants of one recording, in one batched reverse:
-        {variant name: (K, N, C, H, W)}."""
+        """`visualize` for several variants of one recording, in one batched reverse.
+
+        Parameters
+        ----------
+        select : str or Selector, default "max"
+            As in `select`.
+        variants : iterable of str, pathlib.Path or Variant, default VARIANTS
+            Recorded variants.
+        seed : int, default 0
+            For random selectors.
+        layer : str, optional
+            A recorded layer; may be left out when one layer was recorded.
+
+        Returns
+        -------
+        dict of str to torch.Tensor
+            Variant name to its pictures, (K, N, C, H, W).
+        """
         variants = [load_variant(v) for v in variants]
         layer = layer or self.layer
         signals = [(v, self.select(select, variant=v, seed=seed, layer=layer)) for v in variants]
@@ -456,13 +625,48 @@ def reverse(
     select: str | Selector = "max",
     seed: int = 0,
 ) -> Tensor:
-    """Reverse the `select`ed part of `layer`'s output back to an image.
+    """Reverse the selected part of a layer's output back to an image.
 
-    `x` is a normalised float tensor (N, C, H, W); `layer` a module name as in
-    ``model.named_modules()``, a paper name (``pool5``) or a graph node name. The result
-    has x's shape; a selector with several signals per image (``topk:K``) gives
-    (K, N, C, H, W), signals first, as everywhere in reversenet (`Recording.select`,
-    `Recording.visualize`).
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (torch.fx traces it), in eval mode.
+    x : torch.Tensor
+        The normalised input, float, shape (N, C, H, W).
+    layer : str
+        A module name as in ``model.named_modules()``, a paper name (``conv5``,
+        ``pool5``, ``fc8``), a graph node name or ``"output"``.
+    variant : str, pathlib.Path or Variant, default "desalinet"
+        One of `reversenet.VARIANTS`, ``NAME+bp``, a YAML file or a ``Variant``.
+    select : str or Selector, default "max"
+        Which part of the layer's output to reverse (`reversenet.parse_selector`).
+    seed : int, default 0
+        For random selectors.
+
+    Returns
+    -------
+    torch.Tensor
+        x's shape (N, C, H, W); a selector with K signals per image (``topk:K``) gives
+        (K, N, C, H, W), signals first, as everywhere in reversenet.
+
+    Raises
+    ------
+    reversenet.UsageError
+        A bad input, layer, variant or selector (one line that says what and why).
+
+    See Also
+    --------
+    Recording : one forward pass for many layers, variants and selectors.
+
+    Examples
+    --------
+    >>> import torch, torchvision, reversenet
+    >>> model = torchvision.models.alexnet().eval()  # random weights
+    >>> x = torch.randn(2, 3, 224, 224)
+    >>> reversenet.reverse(model, x, layer="conv5", variant="desalinet").shape
+    torch.Size([2, 3, 224, 224])
+    >>> reversenet.reverse(model, x, layer="conv5", select="topk:3").shape
+    torch.Size([3, 2, 3, 224, 224])
     """
     selector = parse_selector(select)
     out = Recording(model, x, layer=layer, variants=[variant]).visualize(selector, variant, seed=seed)

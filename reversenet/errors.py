@@ -7,13 +7,33 @@ from collections.abc import Iterable
 
 
 class ReversenetError(Exception):
-    """A failure the user can fix: the CLI prints its message and exits 1."""
+    """A failure the user can fix: the CLI prints its message and exits 1.
+
+    Every error reversenet raises on purpose is one; its message is one line that says
+    what went wrong and, where it can, what to do.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> try:
+    ...     reversenet.load_variant("desalinett")
+    ... except reversenet.ReversenetError as error:
+    ...     print(error)
+    unknown variant 'desalinett'; did you mean desalinet, salinet, desalinet-center?
+    """
 
     exit_code = 1
 
 
 class UsageError(ReversenetError):
-    """A bad name, value or option: the CLI prints its message and exits 2."""
+    """A bad name, value or option: the CLI prints its message and exits 2.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> isinstance(reversenet.UsageError("bad"), reversenet.ReversenetError)
+    True
+    """
 
     exit_code = 2
 

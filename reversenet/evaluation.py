@@ -52,9 +52,9 @@ def scores(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:
     estimate to the truth's size by nearest neighbour."""
     if estimate.shape != truth.shape:
         estimate = cv2.resize(estimate.astype(np.uint8), truth.shape[::-1], interpolation=cv2.INTER_NEAREST_EXACT) > 0
-    union = np.count_nonzero(estimate | truth)
-    iou = 100.0 * np.count_nonzero(estimate & truth) / union if union else 100.0
-    return 100.0 * np.count_nonzero(estimate == truth) / truth.size, iou
+    union = int(np.count_nonzero(estimate | truth))  # Python numbers in results, not numpy scalars
+    iou = 100.0 * int(np.count_nonzero(estimate & truth)) / union if union else 100.0
+    return 100.0 * int(np.count_nonzero(estimate == truth)) / truth.size, iou
 
 
 def pair(photos: Sequence[Path], masks: Sequence[Path]) -> tuple[dict[Path, list[Path]], list[Path]]:
@@ -90,8 +90,33 @@ def read_classes(path: Path) -> dict[str, str]:
 
 @dataclass
 class Evaluation:
-    """Scores per image and method (`rows`, as in results.csv), the photos and masks that
-    could not be scored (`problems`: image, problem) and notes on how masks were read."""
+    """What `evaluate` measured.
+
+    Parameters
+    ----------
+    network : str
+        The network's name.
+    methods : list of str
+        The methods scored, the Gaussian baseline last.
+    rows : list of dict
+        One per image and method, as in results.csv: ``image``, ``class``, ``method``,
+        ``network``, ``pp`` and ``iou`` (percent), ``truth`` (the mask that counted).
+    problems : list of dict
+        The photos and masks that could not be scored: ``image``, ``problem``.
+    notes : list of str
+        How masks were read (a non-binary mask, ...).
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> result = reversenet.Evaluation("alexnet", ["salinet", "gaussian"], rows=[
+    ...     {"image": "a.jpg", "class": "cat", "method": "salinet", "network": "alexnet", "pp": 90.0, "iou": 60.0},
+    ...     {"image": "b.jpg", "class": "dog", "method": "salinet", "network": "alexnet", "pp": 80.0, "iou": 40.0},
+    ...     {"image": "c.jpg", "class": "dog", "method": "salinet", "network": "alexnet", "pp": 70.0, "iou": 20.0}])
+    >>> line = result.summary()[0]
+    >>> line["iou"], line["iou_class"]  # over images; over classes of the per-class means
+    (40.0, 45.0)
+    """
 
     network: str
     methods: list[str]
@@ -100,8 +125,15 @@ class Evaluation:
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> list[dict]:
-        """Per method: mean PP and IoU over images, and over classes of the per-class
-        means when the images carry classes (``pp_class``, ``iou_class``, ``classes``)."""
+        """The table: per method, the mean scores.
+
+        Returns
+        -------
+        list of dict
+            Per method: ``method``, ``network``, ``images``, ``pp`` and ``iou`` (means over
+            images); when the images carry classes also ``classes``, ``pp_class`` and
+            ``iou_class`` (the mean over classes of the per-class means: the paper's).
+        """
         out = []
         for method in self.methods:
             rows = [r for r in self.rows if r["method"] == method]
@@ -133,7 +165,7 @@ def evaluate(
     device: str = "cpu",
     methods: Sequence[str] = METHODS,
     classes: Path | None = None,
-    out: Path | None = Path("reversenet-out"),
+    out: Path | str | None = "reversenet-out",
     layer: str | None = None,
     select: str = "objectness",
     size: int = 256,
@@ -141,16 +173,65 @@ def evaluate(
     seed: int = 0,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
-    """Segment every photo of `images` that has a mask in `masks` with each method and
-    the Gaussian baseline (always), and score the masks. Writes ``results.csv`` (one row
-    per image and method), ``summary.csv`` and, when some photos could not be scored,
-    ``problems.csv`` to `out` (nothing when `out` is None). `model` is a network or its
-    name, loaded with `weights` as in `visualize`.
+    """Segment annotated photos with each method and the Gaussian baseline, and score them.
 
-        >>> result = reversenet.evaluate("photos/", "masks/", "alexnet", out=None)
-        >>> result.summary()[0]["iou"]
+    The Python side of ``reversenet evaluate`` (the paper's Table 1 protocol,
+    docs/design.md §6). Photos and masks pair by file stem (``cat.jpg`` with ``cat.png``,
+    or ``cat_1.png``, ``cat_2.png``: the best counts). A photo without a mask, a mask of
+    another aspect ratio, an empty mask or a mask of no photo is listed in ``problems``,
+    never skipped silently; a non-binary mask is read as foreground where ≥ 128.
+
+    Parameters
+    ----------
+    images : str or pathlib.Path
+        A folder of photos.
+    masks : str or pathlib.Path
+        A folder of masks (0/255 or 0/1 PNGs).
+    model : str or reversenet.Network, default "vgg16"
+        A torchvision classifier's name, ``package.module:factory``, or a network.
+    weights : str, default "DEFAULT"
+        As in `reversenet.load_network`.
+    device : str, default "cpu"
+        ``cpu`` or ``cuda``.
+    methods : sequence of str, default ("salinet", "desalinet", "deconvnet")
+        Variants; the Gaussian baseline always runs too.
+    classes : pathlib.Path, optional
+        A ``stem,class`` CSV; default ``classes.csv`` in `images` or `masks` if there is one.
+    out : str or pathlib.Path or None, default "reversenet-out"
+        Where ``results.csv``, ``summary.csv`` and ``problems.csv`` go; None writes nothing.
+    layer, select, size, seeds, seed
+        As in `Segmenter`.
+    progress : callable, optional
+        Called with (photos done, photos in all) after each photo.
+
+    Returns
+    -------
+    Evaluation
+
+    Raises
+    ------
+    reversenet.UsageError
+        No such folder, or no photo with a mask.
+
+    Examples
+    --------
+    >>> import shutil, numpy as np, reversenet
+    >>> from pathlib import Path
+    >>> from PIL import Image
+    >>> for folder in ("photos", "masks"):
+    ...     Path(folder).mkdir()
+    >>> _ = shutil.copy(reversenet.images.sample_image(), "photos/cat.jpg")  # 451 x 300
+    >>> truth = np.zeros((300, 451), np.uint8)
+    >>> truth[40:290, 60:400] = 255
+    >>> Image.fromarray(truth).save("masks/cat.png")
+    >>> result = reversenet.evaluate("photos", "masks", "alexnet", weights="random", methods=["salinet"], out=None)
+    >>> [(line["method"], line["images"]) for line in result.summary()]
+    [('salinet', 1), ('gaussian', 1)]
+    >>> 0 <= result.rows[0]["iou"] <= 100
+    True
     """
     images, masks = Path(images), Path(masks)
+    out = None if out is None else Path(out)
     photos = find_images([str(images)])
     if not masks.is_dir():
         raise UsageError(f"no such folder of masks: {masks}")

@@ -35,11 +35,43 @@ _ADAPTIVE = {nn.AdaptiveAvgPool2d: nn.AvgPool2d, nn.AdaptiveMaxPool2d: nn.MaxPoo
 def fully_convolutional(model: nn.Module, input_size: tuple[int, int], aliases: dict[str, str] | None = None) -> nn.Module:
     """`model` with its head as convolutions, so that it runs on inputs of any size.
 
-    `input_size` is the native (H, W), at which the converted network's output, (N,
-    classes, 1, 1), equals the original's (N, classes). The converted network shares
-    the original's weights outside the head and keeps its module names, so layer names
-    and aliases still apply. A model whose output is already a map is returned as is.
-    Raises ReversenetError naming the layer that cannot be made convolutional.
+    A Linear head after a flatten becomes convolutions; an adaptive pooling that is the
+    identity at the native size is dropped (AlexNet, VGG), any other becomes a fixed
+    pooling with stride 1 (docs/design.md §6).
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        A classifier whose head is Linear layers after a flatten.
+    input_size : (int, int)
+        The native (H, W), at which the converted network's output, (N, classes, 1, 1),
+        equals the original's (N, classes).
+    aliases : dict of str to str, optional
+        Extra layer names, as in `Recording`.
+
+    Returns
+    -------
+    torch.nn.Module
+        The converted network (a torch.fx GraphModule) sharing the original's weights
+        outside the head and keeping its module names, so layer names still apply; a
+        model whose output is already a map, as is.
+
+    Raises
+    ------
+    reversenet.ReversenetError
+        A layer that cannot be made convolutional, named with the reason (a Softmax after
+        the flatten, a LayerNorm between global pooling and flatten, no flatten, ...).
+
+    Examples
+    --------
+    >>> import torch, torchvision, reversenet
+    >>> model = torchvision.models.alexnet().eval()
+    >>> fcn = reversenet.fully_convolutional(model, (224, 224))
+    >>> x = torch.randn(1, 3, 224, 224)
+    >>> torch.allclose(fcn(x).flatten(1), model(x), atol=1e-5)
+    True
+    >>> fcn(torch.randn(1, 3, 256, 320)).shape  # a map of class scores
+    torch.Size([1, 1000, 2, 4])
     """
     graph = Graph(model, aliases)
     device = next(model.parameters(), torch.empty(0)).device

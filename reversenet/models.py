@@ -28,7 +28,31 @@ from .render import to_uint8
 
 @dataclass
 class Network:
-    """A model ready to reverse, with how to prepare its input."""
+    """A model ready to reverse, with how to prepare its input.
+
+    Make one with `load_network`, or directly for a model of your own.
+
+    Parameters
+    ----------
+    name : str
+        The name outputs and tables show.
+    module : torch.nn.Module
+        The model, in eval mode.
+    transform : callable
+        PIL image to the normalised (C, H, W) tensor the model takes; a torchvision
+        weights' ``transforms()`` (its ``crop_size``, ``mean`` and ``std`` are read).
+    aliases : dict of str to str, optional
+        Extra layer names, alias to module name (the paper's names for AlexNet and VGG).
+    categories : tuple of str, optional
+        The class names of the output, for the ``class:NAME`` selector.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> network = reversenet.load_network("alexnet", "random")
+    >>> network.input_size, network.default_layer, network.aliases["pool5"]
+    ((224, 224), 'pool5', 'features.12')
+    """
 
     name: str
     module: nn.Module
@@ -65,11 +89,39 @@ def torchvision_names() -> list[str]:
 
 
 def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: str = "cpu") -> Network:
-    """A network by torchvision name or ``package.module:factory``.
+    """A network by torchvision name or ``package.module:factory``, with its weights.
 
-    `weights` is ``DEFAULT`` (or another torchvision weights name: downloaded and
-    cached by torch.hub; a factory's own weights for a factory), ``random`` (the
-    architecture's initialisation, seeded by `seed`) or the path of a state_dict.
+    Parameters
+    ----------
+    name : str
+        A torchvision classifier (``torchvision.models.list_models()``) or
+        ``package.module:factory``, a function returning an ``nn.Module`` (a module in
+        the working folder is found).
+    weights : str, default "DEFAULT"
+        ``DEFAULT`` or another torchvision weights name (downloaded and cached by
+        torch.hub; a factory's own weights for a factory), ``random`` (the architecture's
+        initialisation, seeded by `seed`) or the path of a state_dict (loaded with
+        ``weights_only=True``).
+    seed : int, default 0
+        Seeds the initialisation.
+    device : str, default "cpu"
+        Where the model goes.
+
+    Returns
+    -------
+    Network
+
+    Raises
+    ------
+    reversenet.UsageError
+        An unknown model (with the closest names), or weights that cannot be had (offline,
+        no such file, a state_dict of another architecture): one line that says which.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> reversenet.load_network("vgg16", "random").aliases["conv5_3"]
+    'features.28'
     """
     if not weights:
         raise UsageError("--weights is empty: use DEFAULT, random or a state_dict file")

@@ -80,15 +80,45 @@ def randomisable(rec: Recording, layer: str) -> list[str]:
 
 @dataclass
 class Sanity:
-    """The outcome of `sanity`: one row per test, step, method and photo."""
+    """The outcome of `sanity`.
+
+    Parameters
+    ----------
+    network : str
+        The network's name.
+    layer : str
+        The layer the pictures were reversed from.
+    layers : list of str
+        The layers randomised, from the input up.
+    rows : list of dict
+        One per test, step, method and photo: ``test``, ``step`` (0: nothing randomised),
+        ``randomised`` (the last layer randomised), ``method``, ``photo``, and the
+        similarities ``spearman``, ``ssim`` and ``sign`` (1 = unchanged).
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> result = reversenet.sanity("alexnet", weights="random", variants=["desalinet"], tests=["independent"])
+    >>> sorted(path.name for path in result.save("sanity"))
+    ['sanity-summary.csv', 'sanity.csv', 'sanity.png']
+    >>> {row["method"] for row in result.summary()}
+    {'desalinet', 'deconvnet-center'}
+    """
 
     network: str
     layer: str
-    layers: list[str]  # randomised, from the input up
+    layers: list[str]
     rows: list[dict[str, Any]]
 
     def summary(self) -> list[dict[str, Any]]:
-        """Per test, step and method: each similarity averaged over the photos."""
+        """Each similarity averaged over the photos.
+
+        Returns
+        -------
+        list of dict
+            Per test, step and method: ``test``, ``step``, ``randomised``, ``method``,
+            ``photos`` and the mean ``spearman``, ``ssim`` and ``sign``.
+        """
         groups: dict[tuple, list[dict]] = {}
         for row in self.rows:
             groups.setdefault((row["test"], row["step"], row["randomised"], row["method"]), []).append(row)
@@ -99,8 +129,20 @@ class Sanity:
         ]  # fmt: skip
 
     def table(self, test: str, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
-        """Headers and rows of one test's `metric` (photo mean): a row per step, a column
-        per method."""
+        """One test's similarity as a table: a row per step, a column per method.
+
+        Parameters
+        ----------
+        test : {"cascading", "independent"}
+            The test.
+        metric : {"spearman", "ssim", "sign"}, default "spearman"
+            The similarity (its mean over the photos).
+
+        Returns
+        -------
+        headers : list of str
+        rows : list of list of str
+        """
         lines = [s for s in self.summary() if s["test"] == test]
         methods = list(dict.fromkeys(s["method"] for s in lines))
         steps = dict.fromkeys((s["step"], s["randomised"]) for s in lines)
@@ -109,12 +151,24 @@ class Sanity:
         return ["step", "randomised (top first)", *methods], rows
 
     def csv(self) -> str:
-        """One line per test, step, method and photo."""
+        """The rows as CSV text.
+
+        Returns
+        -------
+        str
+            A header, then one line per test, step, method and photo.
+        """
         return _csv(self.rows, ["test", "step", "randomised", "method", "photo", *METRICS])
 
     def plot(self) -> bytes:
-        """PNG: per test (rows) and similarity (columns), one line per method against the
-        last layer randomised, as in Adebayo et al.'s figures."""
+        """The plot, as in Adebayo et al.'s figures.
+
+        Returns
+        -------
+        bytes
+            A PNG: per test (rows) and similarity (columns), one line per method against
+            the last layer randomised.
+        """
         import matplotlib
 
         matplotlib.use("Agg")
@@ -145,8 +199,20 @@ class Sanity:
         plt.close(fig)
         return buffer.getvalue()
 
-    def save(self, out: Path) -> list[Path]:
-        """sanity.csv, sanity-summary.csv and sanity.png in `out`, each written atomically."""
+    def save(self, out: Path | str) -> list[Path]:
+        """Write sanity.csv, sanity-summary.csv and sanity.png, each atomically.
+
+        Parameters
+        ----------
+        out : str or pathlib.Path
+            The folder (made if missing).
+
+        Returns
+        -------
+        list of pathlib.Path
+            The files written.
+        """
+        out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
         save_text(self.csv(), out / "sanity.csv")
         save_text(_csv(self.summary(), ["test", "step", "randomised", "method", "photos", *METRICS]), out / "sanity-summary.csv")
@@ -167,27 +233,56 @@ def sanity(
     device: str = "cpu",
     progress: Callable[[int, int], None] | None = None,
 ) -> Sanity:
-    """Run the randomisation tests on the photos.
+    """The model-parameter randomisation test (Adebayo et al., 2018) for every variant.
+
+    The layers with parameters below `layer` are re-initialised, from the top down
+    (cascading) and one at a time (independent), and each picture is compared with the
+    trained network's (docs/design.md §8). The Python side of ``reversenet sanity``.
 
     Parameters
     ----------
-    model : str or Network
-        A torchvision name or ``package.module:factory``, loaded with `weights`.
-    photos : files, folders or globs
-        Default: the bundled sample photo.
-    variants : the variants to test; ``deconvnet-center`` (no bottleneck) is always added.
-    layer : the layer reversed from; default the network's output (the logits).
-    select : which neuron, chosen once on the trained network (default: the most active).
-    tests : "cascading" and/or "independent".
+    model : str or reversenet.Network
+        A torchvision name or ``package.module:factory``, loaded with `weights`, or a
+        network (left unchanged: a copy is randomised).
+    photos : iterable of str or pathlib.Path, optional
+        Files, folders or globs; default the bundled sample photo.
+    weights : str, default "DEFAULT"
+        As in `reversenet.load_network`.
+    variants : sequence of str, pathlib.Path or Variant, default VARIANTS
+        The variants to test; ``deconvnet-center`` (no bottleneck) is always added.
+    layer : str, optional
+        The layer reversed from; default the network's output (the logits).
+    select : str, default "max"
+        Which neuron, chosen once on the trained network.
+    tests : sequence of str, default ("cascading", "independent")
+        Which tests.
+    seed : int, default 0
+        Seeds the re-initialisations (and `random` weights).
+    device : str, default "cpu"
+        ``cpu`` or ``cuda``.
+    progress : callable, optional
+        Called with (steps done, steps in all).
 
     Returns
     -------
-    Sanity, whose ``rows`` hold one similarity triple per test, step, method and photo.
+    Sanity
 
     Raises
     ------
-    UsageError
-        For an unknown test, variant or layer, or a layer with nothing to randomise below.
+    reversenet.UsageError
+        An unknown test, variant or layer, or a layer with nothing to randomise below.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> result = reversenet.sanity("alexnet", weights="random", variants=["salinet"], tests=["cascading"])
+    >>> result.layers[-1], result.layers[0]
+    ('classifier.6', 'features.0')
+    >>> headers, rows = result.table("cascading")
+    >>> headers
+    ['step', 'randomised (top first)', 'salinet', 'deconvnet-center']
+    >>> rows[0]
+    ['0', 'original', '1.000', '1.000']
     """
     unknown = [t for t in tests if t not in TESTS]
     if unknown or not tests:

@@ -38,10 +38,33 @@ METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by defaul
 
 @dataclass(frozen=True)
 class Seeds:
-    """GrabCut's initial labels, as quantiles of the saliency map: above `foreground`
-    probable foreground, below `background` probable background, above
-    `sure_foreground` and below `sure_background` fixed; the rest unknown.
-    `iterations` graph cuts in all."""
+    """GrabCut's initial labels, as quantiles of the saliency map (docs/design.md §6).
+
+    Parameters
+    ----------
+    foreground : float, default 0.90
+        Pixels above this quantile of the map are probable foreground.
+    background : float, default 0.30
+        Pixels below this quantile are probable background.
+    sure_foreground : float, default 0.995
+        Pixels above this quantile are foreground, fixed.
+    sure_background : float, default 0.005
+        Pixels below this quantile are background, fixed. The rest are unknown.
+    iterations : int, default 5
+        Graph cuts in all.
+
+    Raises
+    ------
+    reversenet.UsageError
+        The quantiles are out of order (0 ≤ sure background ≤ background < foreground
+        ≤ sure foreground ≤ 1) or `iterations` < 1.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> reversenet.Seeds(foreground=0.8)
+    Seeds(foreground=0.8, background=0.3, sure_foreground=0.995, sure_background=0.005, iterations=5)
+    """
 
     foreground: float = 0.90
     background: float = 0.30
@@ -145,11 +168,43 @@ class Segmentation:
 
 
 class Segmenter:
-    """The protocol, set up once for a network and methods (variants, and ``gaussian``).
+    """The segmentation protocol, set up once for a network and methods.
 
-    `layer` (default: the network's output, fc8) and `select` (default ``objectness``)
-    choose the signal reversed, as in `visualize`; `size` is the shorter side photos are
-    resized to."""
+    The network is made fully convolutional and traced once; calling the segmenter on a
+    photo gives every method's saliency map and GrabCut mask from one forward pass.
+
+    Parameters
+    ----------
+    network : reversenet.Network
+        From `reversenet.load_network`.
+    methods : sequence of str, default all eight variants and "gaussian"
+        Variants, and ``gaussian`` for the paper's fixed baseline map.
+    layer : str, optional
+        The layer whose output is reversed; default the network's output (fc8).
+    select : str, default "objectness"
+        The selector, as in `reversenet.reverse`; ``objectness`` is the protocol's.
+    size : int, default 256
+        The shorter side photos are resized to.
+    seeds : Seeds, default Seeds()
+        GrabCut's seeding.
+    seed : int, default 0
+        For random selectors, and OpenCV's random numbers (masks are reproducible).
+
+    Raises
+    ------
+    reversenet.UsageError
+        No method, an unknown method, or a size < 1.
+    reversenet.ReversenetError
+        A head that cannot be made convolutional (the layer named).
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> segmenter = reversenet.Segmenter(reversenet.load_network("alexnet", "random"), ["salinet", "gaussian"])
+    >>> result = segmenter(reversenet.images.sample_image())
+    >>> result.photo.shape, result.masks["salinet"].shape, result.masks["salinet"].dtype
+    ((256, 384, 3), (256, 384), dtype('bool'))
+    """
 
     def __init__(
         self,
@@ -179,7 +234,22 @@ class Segmenter:
             self.layer = layer or "output"
 
     def input(self, path: Path) -> tuple[torch.Tensor, np.ndarray, tuple[int, int]]:
-        """The network input (1, 3, H, W) of a photo, the resized photo, and its original (H, W)."""
+        """A photo as the protocol feeds it to the network.
+
+        Parameters
+        ----------
+        path : pathlib.Path
+            The photo.
+
+        Returns
+        -------
+        x : torch.Tensor
+            The network input, (1, 3, H, W), H or W = `size`.
+        photo : numpy.ndarray
+            The resized photo, (H, W, 3) uint8.
+        size : (int, int)
+            The original photo's (H, W).
+        """
         image = load_image(path)
         resized = TF.resize(image, self.size, interpolation=InterpolationMode.BICUBIC)
         x = TF.normalize(TF.to_tensor(resized), self.network.transform.mean, self.network.transform.std)
@@ -187,7 +257,21 @@ class Segmenter:
         return x[None].to(device), np.asarray(resized), (image.height, image.width)
 
     def maps(self, x: torch.Tensor, photo: np.ndarray) -> dict[str, np.ndarray]:
-        """Each method's saliency map of one photo, from one forward pass."""
+        """Each method's saliency map of one photo, from one forward pass.
+
+        Parameters
+        ----------
+        x : torch.Tensor
+            The network input, (1, 3, H, W), as `input` makes it.
+        photo : numpy.ndarray
+            The resized photo, (H, W, 3) uint8 (the Gaussian baseline's size).
+
+        Returns
+        -------
+        dict of str to numpy.ndarray
+            Method to its map, (H, W) float64: the L∞ norm over colour of the reversed
+            output.
+        """
         out = {}
         if self.variants:
             try:
@@ -246,7 +330,7 @@ def segment(
     weights: str = "DEFAULT",
     device: str = "cpu",
     methods: Sequence[str] = ("desalinet",),
-    out: Path = Path("reversenet-out"),
+    out: Path | str = "reversenet-out",
     layer: str | None = None,
     select: str = "objectness",
     size: int = 256,
@@ -255,15 +339,56 @@ def segment(
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
-    """Write each photo's mask, saliency map and overlay for every method to `out`, as
-    ``<photo>_<model>_<layer>_<method>[_<selector>]-mask.png`` (``-saliency``,
-    ``-overlay``), recorded in its manifest; a photo whose files are all current is
-    skipped. One forward pass per photo serves every method. `model` is a network or
-    its name, loaded with `weights` as in `visualize`. Returns the manifest records of
-    this run's files (failed photos as ``kind: failed`` records).
+    """Segment photos: a mask, a saliency map and an overlay per photo and method.
 
-        >>> rows = reversenet.segment(["photo.jpg"], "alexnet", methods=["salinet", "gaussian"])"""
-    network = as_network(model, weights, seed=seed, device=device)
+    The Python side of ``reversenet segment`` (docs/design.md §6). Files are written to
+    `out` as ``<photo>_<model>_<layer>_<method>[_<selector>]-mask.png`` (0/255, the photo's
+    own size), ``-saliency.png`` and ``-overlay.png``, and recorded in its manifest; a
+    photo whose files are all current is skipped. One forward pass per photo serves
+    every method.
+
+    Parameters
+    ----------
+    images : iterable of str or pathlib.Path
+        Photo files.
+    model : str or reversenet.Network, default "vgg16"
+        A torchvision classifier's name, ``package.module:factory``, or a network.
+    weights : str, default "DEFAULT"
+        ``DEFAULT`` (downloaded by torch.hub), ``random`` (seeded by `seed`) or a
+        state_dict file, as in `reversenet.load_network`.
+    device : str, default "cpu"
+        ``cpu`` or ``cuda``.
+    methods : sequence of str, default ("desalinet",)
+        Variants, and ``gaussian`` for the baseline.
+    out : str or pathlib.Path, default "reversenet-out"
+        The output folder.
+    layer, select, size, seeds, seed
+        As in `Segmenter`.
+    force : bool, default False
+        Recompute files that are current.
+    progress : callable, optional
+        Called with (photos done, photos in all) after each photo.
+
+    Returns
+    -------
+    list of dict
+        The manifest records of this run's files; a photo that fails is a record of
+        kind ``failed`` with its error, not an exception.
+
+    Raises
+    ------
+    reversenet.UsageError
+        A bad model, weights, method or option.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> photo = reversenet.images.sample_image()
+    >>> rows = reversenet.segment([photo], "alexnet", weights="random", methods=["salinet", "gaussian"], out="masks")
+    >>> sorted(row["file"] for row in rows if row["file"].endswith("-mask.png"))
+    ['..._alexnet_fc8_gaussian-mask.png', '..._alexnet_fc8_salinet-mask.png']
+    """
+    network, out = as_network(model, weights, seed=seed, device=device), Path(out)
     photos = [Path(p).resolve() for p in images]
     segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=seed)
     writable_folder(out)

@@ -29,15 +29,46 @@ Reverse = Callable[[Tensor], Tensor]
 
 
 class Selector:
-    """Makes the signals (K, N, ...) to reverse from a layer's output y (N, ...).
+    """What to send back from a layer's output: the reversed network's input e.
 
-    Random selectors draw the same way for every image of a batch, from `seed` alone,
-    so an image's result does not depend on the batch it was computed in.
+    Subclasses implement `signals`; `parse_selector` makes the built-in ones from their
+    written form. Random selectors draw the same way for every image of a batch, from
+    `seed` alone, so an image's result does not depend on the batch it was computed in.
+
+    Attributes
+    ----------
+    multiple : bool
+        True when a selector can make more than one signal per image (``topk:K``).
+
+    Examples
+    --------
+    >>> import torch, reversenet
+    >>> y = torch.tensor([[[[0.0, 3.0], [1.0, 2.0]]]])  # (N, C, H, W) = (1, 1, 2, 2)
+    >>> reversenet.parse_selector("max").signals(y, reverse=None)
+    tensor([[[[[0., 1.],
+                [0., 0.]]]]])
     """
 
     multiple = False  # True when K can exceed one
 
     def signals(self, y: Tensor, *, reverse: Reverse, seed: int = 0) -> Tensor:
+        """The signals to reverse.
+
+        Parameters
+        ----------
+        y : torch.Tensor
+            The layer's output, shape (N, ...).
+        reverse : callable
+            Reverses a signal of y's shape to the input (the recording's, for the
+            selectors that look at reversed images, such as ``random``).
+        seed : int, default 0
+            For random selectors.
+
+        Returns
+        -------
+        torch.Tensor
+            Shape (K, N, ...): K signals per image.
+        """
         raise NotImplementedError
 
 
@@ -209,7 +240,35 @@ NAMES = tuple(_NO_ARG) + tuple(sorted(_WITH_ARG))
 
 
 def parse_selector(spec: str | Selector) -> Selector:
-    """A selector from its written form (see the module docstring)."""
+    """A selector from its written form.
+
+    Parameters
+    ----------
+    spec : str or Selector
+        ``name`` or ``name:argument``: ``max`` (the most active neuron per image, the
+        paper's default), ``neuron:C,Y,X`` (``neuron:U`` for a vector layer),
+        ``channel:C``, ``topk:K`` (the K most active neurons, each reversed on its own),
+        ``random``, ``mixture``, ``noise``, ``full`` (the activations themselves),
+        ``class:I|NAME`` (an ImageNet class of a classifier's output), ``objectness``
+        (docs/design.md §3, §6). A ``Selector`` is returned as is.
+
+    Returns
+    -------
+    Selector
+
+    Raises
+    ------
+    reversenet.UsageError
+        An unknown name (with the closest ones) or a bad argument.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> reversenet.parse_selector("topk:3").multiple
+    True
+    >>> reversenet.parse_selector("neuron:12,3,4")
+    Neuron(index=(12, 3, 4))
+    """
     if isinstance(spec, Selector):
         return spec
     name, _, arg = spec.partition(":")

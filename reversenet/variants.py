@@ -29,6 +29,10 @@ from .rules import FAMILIES, Family, Rule
 from .rules.fallback import FALLBACK
 
 _VARIANT_FILES = resources.files("reversenet.configs") / "variants"
+#: The eight built-in variants (docs/design.md §2): the reverse of ReLU (identity, relu =
+#: DeConvNet, bp = SaliNet, hybrid = DeSaliNet) times that of max pooling (switches, or
+#: ``-center``: unpool to the window's centre). ``NAME+bp`` is each of them with exact
+#: backpropagation through layers that have no rule, so it reverses any network.
 VARIANTS: tuple[str, ...] = (
     "identity", "deconvnet", "salinet", "desalinet",
     "identity-center", "deconvnet-center", "salinet-center", "desalinet-center",
@@ -39,7 +43,32 @@ FALLBACKS = ("error", "bp")
 
 @dataclass(frozen=True)
 class Variant:
-    """A named choice of reverse rule per layer family."""
+    """A named choice of reverse rule per layer family: one reversed architecture.
+
+    Variants are YAML data (``rules: {ReLU: hybrid, MaxPool2d: switches}``); make one
+    with `load_variant`.
+
+    Parameters
+    ----------
+    name : str
+        The variant's name (the file's stem for a YAML file).
+    rules : dict of str to str
+        Layer family (``ReLU``, ``MaxPool2d``, ``LocalResponseNorm``, ...) to the name of
+        its reverse rule; a family left out uses its only, linear, rule.
+    description : str, default ""
+        One line for tables and reports.
+    fallback : {"error", "bp"}, default "error"
+        For a layer type with no reverse rule: refuse, or backpropagate exactly.
+    source : str, default ""
+        Where the variant was read from, for error messages.
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> v = reversenet.load_variant("desalinet")
+    >>> v.rules["ReLU"], v.rules["MaxPool2d"]
+    ('hybrid', 'switches')
+    """
 
     name: str
     rules: dict[str, str]
@@ -48,8 +77,27 @@ class Variant:
     source: str = field(default="", compare=False)
 
     def rule(self, fam: Family | None, where: str) -> Rule:
-        """The rule this variant uses for `fam` (None: a layer type without rules);
-        `where` names the layer for errors."""
+        """The reverse rule this variant applies to a layer family.
+
+        Parameters
+        ----------
+        fam : reversenet.rules.Family or None
+            The layer's family; None for a layer type without rules.
+        where : str
+            The layer's name, for error messages.
+
+        Returns
+        -------
+        reversenet.rules.Rule
+            The rule; exact backpropagation for a layer without rules under ``fallback: bp``.
+
+        Raises
+        ------
+        reversenet.ReversenetError
+            The layer type has no rules and the fallback is ``error``.
+        reversenet.UsageError
+            The variant names no rule for a family that has no default.
+        """
         if fam is None:
             if self.fallback == "bp":
                 return FALLBACK
@@ -77,8 +125,34 @@ ANY = "+bp"  # a built-in name with it: the variant with `fallback: bp`, for any
 
 
 def load_variant(spec: str | Path | Variant) -> Variant:
-    """A variant by built-in name (``desalinet``; ``desalinet+bp`` for the same with
-    ``fallback: bp``, which reverses any network) or by the path of a YAML file."""
+    """A variant by built-in name or from a YAML file.
+
+    Parameters
+    ----------
+    spec : str, pathlib.Path or Variant
+        A name of `VARIANTS` (``desalinet``), ``NAME+bp`` (the same with ``fallback: bp``,
+        which reverses any network), the path of a ``.yaml`` file, or a ``Variant``
+        (returned as is).
+
+    Returns
+    -------
+    Variant
+        Built-in variants are parsed once per process.
+
+    Raises
+    ------
+    reversenet.UsageError
+        An unknown name (with the closest built-in ones) or an invalid file (its line
+        and key named).
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> reversenet.load_variant("salinet-center").rules
+    {'ReLU': 'bp', 'MaxPool2d': 'center', 'LocalResponseNorm': 'bp'}
+    >>> reversenet.load_variant("deconvnet+bp").fallback
+    'bp'
+    """
     if isinstance(spec, Variant):
         return spec
     spec = str(spec)
