@@ -105,12 +105,12 @@ def autograd_top(net: nn.Module, layer: str, x: Tensor) -> list[Tensor]:
 
 def picture(graph: Graph, x: Tensor, layer: str, variant: str, select: str = "max") -> Tensor:
     """reversenet as a user calls it for one variant: (K, N, C, H, W)."""
-    return reversenet.record(graph, x, layer=layer, variants=[variant]).visualize(select, variant)
+    return reversenet.Recording(graph, x, layer=layer, variants=[variant]).visualize(select, variant)
 
 
 def compare(graph: Graph, x: Tensor, layer: str) -> dict[str, Tensor]:
     """The eight variants from one recording, as `reversenet compare` makes them."""
-    return reversenet.record(graph, x, layer=layer).visualize_many("max")
+    return reversenet.Recording(graph, x, layer=layer).visualize_many("max")
 
 
 class Truncated(nn.Module):
@@ -238,7 +238,7 @@ def autograd_saved_bytes(net: nn.Module, layer: str, x: Tensor) -> int:
 def reversenet_bottleneck(graph: Graph, x: Tensor, layer: str, variant: str) -> tuple[int, float]:
     """Bytes of the tensors a recording for `variant` keeps to reverse `layer`, and the
     information they carry (1 bit per ReLU mask element, log2(window) per switch) in bytes."""
-    rec = reversenet.record(graph, x, layer=layer, variants=[variant])
+    rec = reversenet.Recording(graph, x, layer=layer, variants=[variant])
     per_image = sum(size for _, _, size in rec.bottleneck_bytes(variant))
     bits = sum(size for _, _, size in rec.bottleneck_bits(variant))
     return round(per_image * x.shape[0]), bits * x.shape[0] / 8

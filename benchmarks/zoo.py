@@ -61,13 +61,13 @@ def survey(name: str, size: int) -> dict[str, str]:
         row["params"] = f"{sum(p.numel() for p in net.module.parameters()) / 1e6:.1f}M"
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         try:
-            rec = reversenet.record(net.module, x, layer="output", variants=reversenet.VARIANTS)
+            rec = reversenet.Recording(net.module, x, layer="output", variants=reversenet.VARIANTS)
             row["built-in variants"], variant = "yes", "salinet"
         except ReversenetError as exc:
             row["built-in variants"] = "no: " + str(exc).split(";")[0].removeprefix("no reverse rule for ")
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always")
-                rec = reversenet.record(net.module, x, layer="output", variants=[SALINET_BP])
+                rec = reversenet.Recording(net.module, x, layer="output", variants=[SALINET_BP])
             row["fallback bp layers"] = str(len(caught))
             variant = SALINET_BP
         signal = rec.select("max")[0]

@@ -17,7 +17,7 @@ torch.Size([1, 3, 224, 224])
 
 from . import diff  # reversenet.diff.assert_images_match after `import reversenet`
 from .batch import run
-from .engine import Recording, record, reverse
+from .engine import Recording, reverse
 from .errors import ReversenetError, UsageError
 from .evaluation import Evaluation, evaluate
 from .fcn import fully_convolutional
@@ -30,5 +30,5 @@ from .variants import VARIANTS, Variant, load_variant
 __all__ = [
     "VARIANTS", "Evaluation", "Network", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
     "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_network", "load_variant",
-    "parse_selector", "record", "reverse", "run", "sanity", "segment",
+    "parse_selector", "reverse", "run", "sanity", "segment",
 ]  # fmt: skip

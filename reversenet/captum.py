@@ -18,7 +18,7 @@ from captum._utils.common import _select_targets  # captum's own reading of `tar
 from captum.attr import Attribution
 from torch import Tensor, nn
 
-from .engine import VariantSpec, record
+from .engine import Recording, VariantSpec
 from .errors import UsageError
 from .graph import Graph
 from .variants import load_variant
@@ -93,7 +93,7 @@ class ReversedNetwork(Attribution):
         if additional_forward_args is not None:
             raise UsageError("ReversedNetwork reverses a model of one input: additional_forward_args is not supported")
         x = inputs if single else inputs[0]
-        rec = record(self.graph, x.detach(), layer=layer or self.layer or "output", variants=[self.variant])
+        rec = Recording(self.graph, x.detach(), layer=layer or self.layer or "output", variants=[self.variant])
         picture = rec.reverse(self.signal(rec.activation, target), self.variant)
         return picture if single else (picture,)
 

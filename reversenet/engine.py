@@ -603,19 +603,6 @@ def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:
     return a + b
 
 
-def record(
-    model: nn.Module | Graph,
-    x: Tensor,
-    *,
-    layer: str | Sequence[str],
-    variants: Iterable[VariantSpec] = VARIANTS,
-    aliases: dict[str, str] | None = None,
-) -> Recording:
-    """Run `model` on `x` once, up to `layer` (or the deepest of several layers),
-    recording what `variants` need."""
-    return Recording(model, x, layer=layer, variants=variants, aliases=aliases)
-
-
 def reverse(
     model: nn.Module,
     x: Tensor,

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .engine import VariantSpec, record
+from .engine import Recording, VariantSpec
 from .errors import UsageError
 
 
@@ -74,7 +74,7 @@ def explain(
     device = device or next(model.parameters(), torch.empty(0)).device
     x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs, dtype=torch.float32)
     # Traced on every call: Quantus hands over randomised copies of the model
-    rec = record(model, x.to(device), layer=layer or "output", variants=[variant])
+    rec = Recording(model, x.to(device), layer=layer or "output", variants=[variant])
     y = rec.activation.flatten(1)
     index = torch.as_tensor(np.asarray(targets) if not isinstance(targets, Tensor) else targets).long().to(device)
     index = index.reshape(-1).expand(len(y)) if index.numel() == 1 else index.reshape(-1)

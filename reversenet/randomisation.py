@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import Recording, VariantSpec, record
+from .engine import Recording, VariantSpec
 from .errors import UsageError
 from .graph import Graph
 from .images import find_images, load_image, sample_image, save_bytes, save_text
@@ -101,8 +101,8 @@ class Sanity:
     >>> result = reversenet.sanity("alexnet", weights="random", variants=["desalinet"], tests=["independent"])
     >>> sorted(path.name for path in result.save("sanity"))
     ['sanity-summary.csv', 'sanity.csv', 'sanity.png']
-    >>> {row["method"] for row in result.summary()}
-    {'desalinet', 'deconvnet-center'}
+    >>> sorted({row["method"] for row in result.summary()})
+    ['deconvnet-center', 'desalinet']
     """
 
     network: str
@@ -295,7 +295,7 @@ def sanity(
     work = copy.deepcopy(network.module).eval()  # the network passed in stays as it is
     graph = Graph(work, network.aliases)
     layer = layer or "output"
-    rec = record(graph, x, layer=layer, variants=methods)
+    rec = Recording(graph, x, layer=layer, variants=methods)
     names = randomisable(rec, layer)
     if not names:
         raise UsageError(f"no layer with parameters on the way to {layer!r}: nothing to randomise")
@@ -320,7 +320,7 @@ def sanity(
         measure(test, 0, ORIGINAL, reference)
         for step, name in enumerate(reversed(names), 1):  # the top first
             _randomise(work.get_submodule(name), 1_000_003 * (seed + 1) + names.index(name))
-            measure(test, step, name, pictures(record(graph, x, layer=layer, variants=methods)))
+            measure(test, step, name, pictures(Recording(graph, x, layer=layer, variants=methods)))
             if test == "independent":
                 work.get_submodule(name).load_state_dict(trained[name])
             done += 1

@@ -31,7 +31,7 @@ def case(request):
 def test_every_variant_matches_autograd_oracle(case, which):
     name, model, x, layers = case
     layer = layers[which]
-    rec = reversenet.record(model, x, layer=layer)
+    rec = reversenet.Recording(model, x, layer=layer)
     mixture = rec.select(Mixture(), seed=3)[0]
     for variant in reversenet.VARIANTS:
         ours = rec.reverse(rec.select("max", variant=variant)[0], variant)
@@ -75,7 +75,7 @@ def test_reverse_api_shapes_and_topk():
 def test_one_recording_serves_every_variant_and_selector():
     model = torchvision.models.alexnet().eval()
     x = torch.randn(1, 3, 96, 96)
-    rec = reversenet.record(model, x, layer="features.12")
+    rec = reversenet.Recording(model, x, layer="features.12")
     for variant in reversenet.VARIANTS:
         for select in ("max", "channel:3", "full", "noise"):
             direct = reversenet.reverse(model, x, layer="features.12", variant=variant, select=select)
@@ -85,7 +85,7 @@ def test_one_recording_serves_every_variant_and_selector():
 def test_recording_refuses_a_variant_whose_bottleneck_it_lacks():
     model = torchvision.models.alexnet().eval()
     x = torch.randn(1, 3, 96, 96)
-    rec = reversenet.record(model, x, layer="features.5", variants=["deconvnet"])
+    rec = reversenet.Recording(model, x, layer="features.5", variants=["deconvnet"])
     rec.reverse(rec.select("max")[0], "identity")  # needs nothing more: same switches
     with pytest.raises(reversenet.UsageError, match="needs a bottleneck"):
         rec.reverse(rec.select("max")[0], "salinet")
@@ -103,7 +103,7 @@ def test_model_comes_back_untouched():
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     assert model.features[1].inplace  # torchvision's in-place ReLU is still in place
     model.eval()
-    torch.testing.assert_close(model(x), reversenet.record(model, x, layer="output").activation)
+    torch.testing.assert_close(model(x), reversenet.Recording(model, x, layer="output").activation)
 
 
 def _torchvision(name: str, **kwargs):
@@ -143,7 +143,7 @@ def test_graph_networks_match_the_oracle(name):
             m.bias.data.uniform_(-1.0, 3.0)
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
     for layer in layers:
-        rec = reversenet.record(model, x, layer=layer)
+        rec = reversenet.Recording(model, x, layer=layer)
         for variant in reversenet.VARIANTS:
             expected = reference(model, x, layer, variant)
             assert expected.norm() > 0

@@ -156,7 +156,7 @@ def test_random_cnns_match_the_oracle(case):
         # skip an all-zero reference; where only some variants are zero (ReLU masks),
         # relative_error demands an exact zero of ours
         assume(any(e.abs().max() > 0 for e in expected.values()))
-        rec = reversenet.record(model, x, layer=ours_layer)
+        rec = reversenet.Recording(model, x, layer=ours_layer)
         signal = rec.select("max")[0]
         for v in reversenet.VARIANTS:
             ours = rec.reverse(signal, v)

@@ -45,7 +45,7 @@ def test_functional_forms_match_the_oracle():
     torch.manual_seed(0)
     model = Functional().eval()
     x = torch.randn(2, 3, 15, 15)
-    rec = reversenet.record(model, x, layer="output")
+    rec = reversenet.Recording(model, x, layer="output")
     for variant in reversenet.VARIANTS:
         expected = reference(model, x, "", variant)
         assert relative_error(rec.reverse(rec.select("max")[0], variant), expected) < 1e-5, variant
@@ -89,10 +89,10 @@ def test_fallback_bp_is_the_exact_gradient(inplace_silu):
     model = _gelu_net(inplace_silu)
     x = torch.randn(2, 3, 12, 12)
     with pytest.raises(ReversenetError, match=r"no reverse rule for 1 \((GELU|SiLU)\).*fallback: bp"):
-        reversenet.record(model, x, layer="4")
+        reversenet.Recording(model, x, layer="4")
     variant = parse_variant("rules: {ReLU: bp, MaxPool2d: switches}\nfallback: bp\n", "mine", "mine.yaml")
     with pytest.warns(UserWarning, match=r"no reverse rule for (GELU|SiLU); variant 'mine' backpropagates"):
-        rec = reversenet.record(model, x, layer="4", variants=[variant])
+        rec = reversenet.Recording(model, x, layer="4", variants=[variant])
     x_ = x.clone().requires_grad_(True)
     y = model(x_)
     e = rec.select("max")[0]
@@ -136,7 +136,7 @@ def test_container_and_repeated_module_names():
         g2.resolve("relu")
     assert g2.resolve("relu#1").name == "relu" and g2.resolve("relu#2").name == "relu_1"
     x = torch.randn(1, 3, 64, 64)
-    assert reversenet.record(model, x, layer="layer3").activation.shape == (1, 256, 4, 4)
+    assert reversenet.Recording(model, x, layer="layer3").activation.shape == (1, 256, 4, 4)
     assert graph.default_layer() == "layer4"
 
 
@@ -146,7 +146,7 @@ def test_untraceable_model_says_why():
             return x if x.sum() > 0 else -x
 
     with pytest.raises(ReversenetError, match="cannot trace Branchy with torch.fx.*control flow"):
-        reversenet.record(Branchy(), torch.randn(1, 3, 4, 4), layer="output")
+        reversenet.Recording(Branchy(), torch.randn(1, 3, 4, 4), layer="output")
 
 
 def test_tracing_leaves_training_flags_alone():
@@ -177,7 +177,7 @@ def test_mnasnet_global_mean_matches_the_oracle():
     torch.manual_seed(0)
     model = torchvision.models.mnasnet0_5().eval()
     x = torch.randn(1, 3, 64, 64)
-    rec = reversenet.record(model, x, layer="output")
+    rec = reversenet.Recording(model, x, layer="output")
     for variant in ("salinet", "desalinet", "deconvnet-center"):
         expected = reference(model, x, "", variant)
         assert relative_error(rec.reverse(rec.select("max")[0], variant), expected) < 1e-4, variant
@@ -205,7 +205,7 @@ def test_fallback_through_a_tuple_output_is_the_gradient():
     variant = parse_variant("rules: {ReLU: bp}\nfallback: bp\n", "any", "any.yaml")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        rec = reversenet.record(model, x, layer="output", variants=[variant])
+        rec = reversenet.Recording(model, x, layer="output", variants=[variant])
     x_ = x.clone().requires_grad_(True)
     e = rec.select("topk:2")
     ours = rec.reverse(e, variant)
@@ -219,8 +219,8 @@ def test_the_python_api_takes_paper_names_and_suggests_close_ones():
 
     model = torchvision.models.alexnet().eval()
     x = torch.randn(1, 3, 96, 96)
-    assert reversenet.record(model, x, layer="conv5").activation.shape == (1, 256, 5, 5)
-    assert torch.equal(reversenet.record(model, x, layer="pool5").activation,
-                       reversenet.record(model, x, layer="features.12").activation)  # fmt: skip
+    assert reversenet.Recording(model, x, layer="conv5").activation.shape == (1, 256, 5, 5)
+    assert torch.equal(reversenet.Recording(model, x, layer="pool5").activation,
+                       reversenet.Recording(model, x, layer="features.12").activation)  # fmt: skip
     with pytest.raises(UsageError, match="unknown layer 'conv6'; did you mean conv5"):
-        reversenet.record(model, x, layer="conv6")
+        reversenet.Recording(model, x, layer="conv6")

@@ -39,7 +39,7 @@ def test_restricted_equals_full_on_real_networks(model, layer, monkeypatch):
     torch.manual_seed(0)
     net = load_network(model, "random").module.double()  # float64: equal up to rounding, 1e-10
     x = torch.randn(2, 3, 160, 192, dtype=torch.float64)
-    rec = reversenet.record(net, x, layer=layer)
+    rec = reversenet.Recording(net, x, layer=layer)
     signal = corner_signals(rec.activation)
     calls = []
     original = ConvTranspose.reverse_window
@@ -58,7 +58,7 @@ def test_restricted_equals_the_oracle_on_random_cnns(case):
     torch.manual_seed(seed)
     model = nn.Sequential(*(ctor(*args, **kwargs) for ctor, args, kwargs in specs)).double().eval()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
-    rec = reversenet.record(model, x, layer=str(target))
+    rec = reversenet.Recording(model, x, layer=str(target))
     y = rec.activation
     if y.dim() != 4:
         return
@@ -77,7 +77,7 @@ def test_restricted_equals_the_oracle_on_random_cnns(case):
 def test_variants_in_one_pass_equal_one_by_one():
     torch.manual_seed(0)
     net = load_network("alexnet", "random").module
-    rec = reversenet.record(net, torch.randn(2, 3, 224, 224), layer="features.12")
+    rec = reversenet.Recording(net, torch.randn(2, 3, 224, 224), layer="features.12")
     together = rec.visualize_many("topk:3")
     for variant in reversenet.VARIANTS:
         alone = rec.visualize("topk:3", variant)
@@ -107,7 +107,7 @@ def test_in_place_reverses_leave_other_signals_alone(model, restrict):
     torch.manual_seed(0)
     model = model.double().eval()
     x = torch.randn(2, 3, 8, 8, dtype=torch.float64)
-    rec = reversenet.record(model, x, layer="output")
+    rec = reversenet.Recording(model, x, layer="output")
     signal = torch.randn_like(rec.activation)
     before = signal.clone()
     results = rec.reverse_many([(variant, signal) for variant in reversenet.VARIANTS], restrict=restrict)
@@ -120,7 +120,7 @@ def test_in_place_reverses_leave_other_signals_alone(model, restrict):
 def test_chunks_equal_one_pass(monkeypatch, batch):
     torch.manual_seed(0)
     net = load_network("vgg16", "random").module
-    rec = reversenet.record(net, torch.randn(batch, 3, 64, 64), layer="features.16")
+    rec = reversenet.Recording(net, torch.randn(batch, 3, 64, 64), layer="features.16")
     whole = rec.visualize_many("topk:5")
     monkeypatch.setattr(engine, "CHUNK_BYTES", 1)  # as few signals per chunk as can be: one per photo
     calls = []

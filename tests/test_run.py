@@ -127,7 +127,7 @@ def test_one_run_many_layers_variants_selectors_and_renderers(run, tmp_path):
                and r["variant"] == "deconvnet" and r["select"] == "max")  # fmt: skip
     network = reversenet.models.load_network("alexnet", "random")
     x, _ = reversenet.visualize.prepare(network, tmp_path / "photos/p1.jpg")
-    expected = reversenet.record(network.module, x, layer="conv3", variants=["deconvnet"],
+    expected = reversenet.Recording(network.module, x, layer="conv3", variants=["deconvnet"],
                                  aliases=network.aliases).visualize("max", "deconvnet")[0, 0]  # fmt: skip
     np.testing.assert_allclose(np.load(tmp_path / "o" / row["file"]), expected.numpy(), rtol=1e-4, atol=1e-6)
 

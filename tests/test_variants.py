@@ -95,7 +95,7 @@ def test_every_builtin_variant_has_a_form_for_any_network():
     model = three_gelus().eval()
     x = torch.randn(2, 3, 8, 8)
     with pytest.warns(UserWarning, match="no reverse rule for GELU; variant 'salinet\\+bp'"):
-        rec = reversenet.record(model, x, layer="5", variants=["salinet+bp"])
+        rec = reversenet.Recording(model, x, layer="5", variants=["salinet+bp"])
     signal = torch.randn_like(rec.activation)
     x_ = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(model(x_), x_, signal)
