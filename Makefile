@@ -24,9 +24,11 @@ demo: setup
 test: setup
 	$(BIN)/python -m pytest
 
-# Lint (CI runs it before the tests): ruff, pinned in the test extra.
+# Lint (CI runs it before the tests): ruff, then mypy on the package (its settings in
+# pyproject.toml), both pinned in the test extra.
 lint: setup
 	$(BIN)/ruff check reversenet tests benchmarks
+	$(BIN)/mypy
 
 # The API reference from the docstrings (Sphinx + numpydoc, which checks every documented
 # object's parameters and returns) in build/docs; any warning fails it (CI runs it).
@@ -65,7 +67,7 @@ figure: setup
 		m.reduce(2).convert('RGB').save('docs/fig4-selectivity.jpg', quality=85)"
 
 clean:
-	rm -rf $(VENV) reversenet-out .pytest_cache
+	rm -rf $(VENV) reversenet-out .pytest_cache .mypy_cache
 
 # Rewrite the golden images on purpose (tests/test_golden.py diffs against them).
 golden: setup

@@ -17,7 +17,7 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -37,7 +37,7 @@ from .graph import Graph
 from .models import Network, load_network, pick_device, weights_identity
 from .outputs import Manifest, Output, photo_ids, remove_temporaries, sha256_file, slug, unique, versions
 from .render import SUFFIXES, render
-from .selectors import Mixture, Noise, Random, Selector, parse_selector
+from .selectors import Mixture, Noise, Random, Selector, TopK, parse_selector
 from .variants import Variant, expand, load_variant
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
@@ -97,7 +97,7 @@ class Plan:
             params = {**common, "layer": layer, "variant": variant.name, "variant_rules": rules}
             name = f"{stem}_{slug(layer)}_{slug(variant.name)}"
             for select, selector in self.selectors.items():
-                ks = range(1, selector.k + 1) if selector.multiple else [None]
+                ks = range(1, selector.k + 1) if isinstance(selector, TopK) else [None]
                 for k in ks:
                     numbered = name + self.selector_name(select) + (f"_{k}" if k else "")
                     p = {**params, "select": select, "k": k}
@@ -109,8 +109,8 @@ class Plan:
                     if self.config.raw:
                         made.append(Output(f"{numbered}.npy", "raw", {**p, **versions()}))
             if "selectivity" in self.config.tables:
-                select = list(self.selectors)
-                made.append(Output(f"{name}_selectivity.json", "metric", {**params, "select": select, **versions()}))
+                made.append(Output(f"{name}_selectivity.json", "metric",
+                                   {**params, "select": list(self.selectors), **versions()}))  # fmt: skip
         return made
 
 
@@ -119,7 +119,7 @@ def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
     with config.blame("images"):
         stray: list[str] = []
         specs = config.images or [str(images.sample_image())]
-        found = {}  # resolved -> as found, for messages
+        found: dict[Path, Path] = {}  # resolved -> as found, for messages
         for path in images.find_images(specs, skipped=stray):
             found.setdefault(path.resolve(), path)
         photos = list(found)
@@ -187,8 +187,8 @@ class Result(list):
     ``--shard`` run is not until ``--merge``)."""
 
     def __init__(self, rows: list[dict], *, written: int = 0, current: int = 0, photos_current: int = 0,
-                 failed: list[dict] = (), tables: list[dict] = (), out: Path = Path(), stray: list[str] = (),
-                 finished: bool = True):  # fmt: skip
+                 failed: Sequence[dict] = (), tables: Sequence[dict] = (), out: Path = Path(),
+                 stray: Sequence[str] = (), finished: bool = True):  # fmt: skip
         super().__init__(rows)
         self.written, self.current, self.photos_current = written, current, photos_current
         self.failed, self.tables, self.out, self.stray, self.finished = list(failed), list(tables), out, list(stray), finished

@@ -92,7 +92,7 @@ class ReversedNetwork(Attribution):
             raise UsageError(f"ReversedNetwork takes one input tensor, got {len(inputs)}")
         if additional_forward_args is not None:
             raise UsageError("ReversedNetwork reverses a model of one input: additional_forward_args is not supported")
-        x = inputs if single else inputs[0]
+        x = inputs if isinstance(inputs, Tensor) else inputs[0]
         rec = Recording(self.graph, x.detach(), layer=layer or self.layer or "output", variants=[self.variant])
         picture = rec.reverse(self.signal(rec.activation, target), self.variant)
         return picture if single else (picture,)

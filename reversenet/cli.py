@@ -7,6 +7,7 @@ import sys
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import click
 import torch
@@ -95,7 +96,7 @@ def _progress(enabled: bool) -> Progress:
                     console=console, disable=not enabled, transient=True)  # fmt: skip
 
 
-def _run(config: RunConfig, **options) -> batch.Result:
+def _run(config: RunConfig, **options: Any) -> batch.Result:
     """Run a config with a progress bar; report stray files and, at the end, failures."""
     with _progress(console.is_terminal) as progress:
         task = progress.add_task("planning", total=None)
@@ -135,7 +136,9 @@ def _summary(result: batch.Result) -> None:
               help="Folder for the PNGs and their manifest.jsonl.")
 @click.option("--raw", is_flag=True, help="Also save each float result as .npy.")
 @force_option
-def visualize(model, weights, seed, device, layer, select, how, variant_names, image_specs, out, raw, force) -> None:
+def visualize(model: str, weights: str, seed: int, device: str, layer: str | None, select: str, how: str,
+              variant_names: tuple[str, ...], image_specs: tuple[str, ...], out: Path, raw: bool,
+              force: bool) -> None:  # fmt: skip
     """Reverse a layer's activation to an image and save it as PNG.
 
     A rerun skips the files the manifest shows were made from the same photo with the same
@@ -163,7 +166,8 @@ def visualize(model, weights, seed, device, layer, select, how, variant_names, i
 @click.option("--shard", default=None, metavar="I/N",
               help="Compute the I-th of N shares (I from 0), e.g. in a job array; then run once with --merge.")
 @click.option("--merge", is_flag=True, help="Merge the shards' manifests, draw the montages, tables and index.html.")
-def run(config, sets, dry_run, force, shard, merge) -> None:
+def run(config: Path, sets: tuple[str, ...], dry_run: bool, force: bool, shard: str | None,
+        merge: bool) -> None:  # fmt: skip
     """Run a config: many photos, models, layers, variants and selectors, one forward pass per
     batch; a manifest, montages, tables and an index.html in the output folder.
 
@@ -194,8 +198,8 @@ def run(config, sets, dry_run, force, shard, merge) -> None:
     for t in result.tables:
         rows = [[f"{v:.3f}" if isinstance(v, float) else "" if v is None else str(v) for v in row] for row in t["rows"]]
         table = Table(*t["columns"], title=t["title"], title_justify="left")
-        for row in rows:
-            table.add_row(*row)
+        for cells in rows:
+            table.add_row(*cells)
         widths = [max(len(c) for c in column) for column in zip(t["columns"], *rows)]
         Console(width=max(Console().width, sum(widths) + 3 * len(widths) + 1)).print(table)  # columns never cut
     if not result.finished:
@@ -212,7 +216,8 @@ def run(config, sets, dry_run, force, shard, merge) -> None:
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the grids (named <photo>_<model>_<layer>_compare.png), or a .png file for one grid.")
 @force_option
-def compare(model, weights, seed, device, layer, select, how, image_specs, out, force) -> None:
+def compare(model: str, weights: str, seed: int, device: str, layer: str | None, select: str, how: str,
+            image_specs: tuple[str, ...], out: Path, force: bool) -> None:  # fmt: skip
     """All eight variants of a photo in a labelled 2×4 grid (the paper's Fig. 3), a grid
     per photo and per signal (topk:3 gives three, numbered -1 … -3).
 
@@ -278,7 +283,9 @@ _SEGMENT_SELECT = ("What to reverse: objectness (the top class's positive scores
               help="Folder for the masks, saliency maps, overlays and their manifest.jsonl.")
 @seed_options
 @force_option
-def segment(model, weights, seed, device, layer, select, methods, image_specs, out, force, **options) -> None:
+def segment(model: str, weights: str, seed: int, device: str, layer: str | None, select: str,
+            methods: tuple[str, ...], image_specs: tuple[str, ...], out: Path, force: bool,
+            **options: Any) -> None:  # fmt: skip
     """Foreground masks: a reversed network's saliency map seeds GrabCut (the paper's Sect. 3.5).
 
     Per photo and variant: <photo>_<model>_<layer>_<variant>-mask.png (0/255, the photo's
@@ -324,8 +331,9 @@ def segment(model, weights, seed, device, layer, select, methods, image_specs, o
 @seed_options
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for results.csv (per image and method), summary.csv and problems.csv.")
-def evaluate(model, weights, seed, device, images_dir, masks_dir, classes, methods, layer, select, out,
-             **options) -> None:  # fmt: skip
+def evaluate(model: str, weights: str, seed: int, device: str, images_dir: Path, masks_dir: Path,
+             classes: Path | None, methods: tuple[str, ...], layer: str | None, select: str, out: Path,
+             **options: Any) -> None:  # fmt: skip
     """Score saliency-seeded GrabCut masks against ground truth, as the paper's Table 1.
 
     Per-pixel accuracy (PP) and IoU in percent, per method: the variants asked and the
@@ -379,7 +387,9 @@ def evaluate(model, weights, seed, device, images_dir, masks_dir, classes, metho
 @images_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for sanity.png, sanity.csv (per photo) and sanity-summary.csv.")
-def sanity(model, weights, seed, device, variant_names, layer, select, tests, image_specs, out) -> None:
+def sanity(model: str, weights: str, seed: int, device: str, variant_names: tuple[str, ...],
+           layer: str | None, select: str, tests: tuple[str, ...], image_specs: tuple[str, ...],
+           out: Path) -> None:  # fmt: skip
     """Does the picture depend on the weights? The randomisation test of Adebayo et al.
 
     Re-initialises the layers with parameters from the top down (and one at a time) and
@@ -462,7 +472,8 @@ def layers(model: str) -> None:
 @click.option("--layer", "-l", default=None, help="Layer to reverse from. Default: the last feature map.")
 @click.option("--variant", "-v", "variant_names", multiple=True, default=["desalinet"], show_default=True,
               help="Variant name, 'all' or a YAML file; repeatable (a table each).")
-def inspect(model, weights, seed, device, layer, variant_names) -> None:
+def inspect(model: str, weights: str, seed: int, device: str, layer: str | None,
+            variant_names: tuple[str, ...]) -> None:  # fmt: skip
     """The rule in force at every layer, its bottleneck in bits (information) and in
     bytes (memory held), beside the activation bytes autograd saves there for backward
     (measured; a tensor saved by several layers counts at the first). None of it depends

@@ -7,7 +7,7 @@ suggests close names for a typo. ``--set key=value`` overrides a key, the value 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from importlib import resources
@@ -36,7 +36,7 @@ def _strings(value: Any) -> list[str]:
     return [str(v) for v in items]
 
 
-def _choices(options: tuple[str, ...], empty: bool = False):
+def _choices(options: tuple[str, ...], empty: bool = False) -> Callable[[Any], list[str]]:
     def check(value: Any) -> list[str]:
         items = [] if empty and value in (None, []) else _strings(value)
         for item in items:
@@ -48,7 +48,7 @@ def _choices(options: tuple[str, ...], empty: bool = False):
     return check
 
 
-def _one_of(options: tuple[str, ...]):
+def _one_of(options: tuple[str, ...]) -> Callable[[Any], str]:
     def check(value: Any) -> str:
         if not isinstance(value, str):
             raise Invalid(f"must be one of {', '.join(options)}")
@@ -57,7 +57,7 @@ def _one_of(options: tuple[str, ...]):
     return check
 
 
-def _int(low: int):
+def _int(low: int) -> Callable[[Any], int]:
     def check(value: Any) -> int:
         if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise Invalid(f"must be a whole number ≥ {low}")
@@ -98,7 +98,7 @@ def _montages(value: Any) -> list[dict]:
 
 
 # key: (default, check); a default of None means the run's own default (see RunConfig).
-KEYS: dict[str, tuple[Any, Any]] = {
+KEYS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "images": (None, _strings),
     "model": ("vgg16", _strings),
     "weights": ("DEFAULT", _string),
@@ -164,8 +164,9 @@ def load_config(
     `source` names a dict in error messages ("" for none: the command line's own options)."""
     if isinstance(config, RunConfig):
         return load_config({**config.values, **overrides}, source=config.source) if overrides else config
+    lines: dict[str, str] = {}
     if isinstance(config, Mapping):
-        raw, lines = {k: v for k, v in config.items() if v is not None}, {}
+        raw = {k: v for k, v in config.items() if v is not None}
     else:
         raw, source, lines = _read(Path(config))
     for key, value in (overrides or {}).items():

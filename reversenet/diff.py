@@ -204,7 +204,7 @@ def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | P
         except ReversenetError as exc:  # for diff, an unreadable image is bad input
             raise UsageError(str(exc)) from exc
         found, per_pixel = _compare(pa, pb, name, threshold)
-        if out is not None and found.max_abs > 0:
+        if out is not None and per_pixel is not None and found.max_abs > 0:
             target = Path(out) / f"{name}.diff.png"
             save_png(heat(torch.from_numpy(per_pixel / found.max_abs)), target)
             found = replace(found, heat_map=target)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import itertools
 import warnings
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeGuard, cast
 
 import torch
 from torch import Tensor, fx, nn
@@ -15,7 +15,7 @@ from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph, Step
 from .rules import Rule
 from .rules.fallback import FALLBACK
-from .rules.registry import tensors_in
+from .rules.registry import Signal, tensors_in
 from .selectors import Selector, parse_selector
 from .variants import VARIANTS, Variant, load_variant
 from .window import Axis, Footprint, Window, box, crop_bottleneck
@@ -117,18 +117,20 @@ class Recording:
         self.targets = {name: self.graph.resolve(name) for name in self.layers}
         self.steps = self.graph.path(*self.targets.values())
         self._on_path = {t: {s.node for s in self.graph.path(t)} for t in set(self.targets.values())}
-        variants = [load_variant(v) for v in variants]
-        if not variants:
+        loaded = [load_variant(v) for v in variants]
+        if not loaded:
             raise UsageError("record at least one variant")
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
         self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
-        self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: tuple(x.shape[-2:])}  # maps' (H, W)
+        h, w = x.shape[-2:]
+        self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: (h, w)}  # maps' (H, W)
         self._numel = {self.graph.input: x[0].numel()}  # elements per image of each step's output
+        self._elements: dict[fx.Node, list[int]] = {}  # a tuple's positions of tensors, per tuple-valued step
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shape = tuple(x.shape)
         self._fallbacks: dict[tuple[str, str], dict[str, None]] = {}  # (variant, layer type): where, in order
-        self.activations = self._forward(x, variants)
+        self.activations = self._forward(x, loaded)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
             where = list(places)
             more = f" and {len(where) - 1} more" if len(where) > 1 else ""
@@ -188,8 +190,11 @@ class Recording:
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise ReversenetError(f"{step.where} failed: {first_line(exc)}") from exc
         self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
+        if isinstance(y, (tuple, list)):
+            self._elements[step.node] = [i for i, v in enumerate(y) if isinstance(v, Tensor)]
         if isinstance(y, Tensor) and y.dim() == 4:
-            self._extent[step.node] = tuple(y.shape[-2:])
+            h, w = y.shape[-2:]
+            self._extent[step.node] = (h, w)
         if isinstance(y, Tensor) and y.dim():
             self._numel[step.node] = y[0].numel()
         return y
@@ -374,7 +379,7 @@ class Recording:
         n = self.input_shape[0]
         steps = [step for step, _ in plans[0]]
         target = self.targets[layer]
-        grads = {target: windows[target].crop(signal) if windows else signal}
+        grads: dict[fx.Node, Signal] = {target: windows[target].crop(signal) if windows else signal}
         with torch.no_grad():
             for i in reversed(range(len(steps))):
                 step = steps[i]
@@ -383,8 +388,10 @@ class Recording:
                     continue
                 window, footprint = windows.get(step.node), self._footprint(step, [plan[i][1] for plan in plans])
                 if window is not None and not window.is_whole and footprint is None:
+                    assert isinstance(grad, Tensor)  # windows are of maps
                     grad, window = self._whole(step.node, window.t).place(grad, window), None
-                pieces = []  # (rule, first row, last row): consecutive variants that share a rule
+                # (rule, first row, last row): consecutive variants that share a rule
+                pieces: list[tuple[Rule, int, int]] = []
                 for (_, rule), count in zip((plan[i] for plan in plans), counts):
                     start = pieces[-1][2] if pieces else 0
                     if pieces and pieces[-1][0] is rule:
@@ -399,20 +406,34 @@ class Recording:
                     out = self._reverse_step(step, pieces[0][0], grad, window, n, 0, len(signal))
                 else:
                     out = _concat([self._reverse_step(step, rule, _rows(grad, a, b), window, n, a, b) for rule, a, b in pieces])
-                for node, g in zip(self._tensor_inputs[step.node], out if isinstance(out, tuple) else (out,)):
-                    if g is None:
-                        continue
-                    if window is not None and not window.is_whole:
+                for node, g in self._per_input(step, out):
+                    if window is not None and footprint is not None and not window.is_whole:
+                        assert isinstance(g, Tensor)  # windows are of maps
                         g = windows[node].place(g, window.through(footprint, self._extent[node]))
                     grads[node] = _add(grads[node], g) if node in grads else g
         result = grads.get(self.graph.input)
         if result is None:  # the layer does not depend on the input
             return signal.new_zeros(len(signal), *self.input_shape[1:])
+        assert isinstance(result, Tensor)  # the input is a tensor
         window = windows.get(self.graph.input)
         return result if window is None or window.is_whole else self._whole(self.graph.input, window.t).place(result, window)
 
+    def _per_input(self, step: Step, out: Any) -> Iterator[tuple[fx.Node, Signal]]:
+        """A reverse's signals paired with the step's inputs. A rule returns one signal per
+        tensor input, in order (None: none for it); for a tuple-valued input, one dict or
+        one tensor per tensor of the tuple (the fallback, concatenation), made one dict."""
+        signals = iter(out if isinstance(out, tuple) else (out,))
+        for node in self._tensor_inputs[step.node]:
+            g = next(signals, None)
+            elements = self._elements.get(node)
+            if elements is not None and not isinstance(g, dict):
+                parts = zip(elements, [g, *itertools.islice(signals, len(elements) - 1)])
+                g = {i: part for i, part in parts if part is not None} or None
+            if g is not None:
+                yield node, g
+
     def _reverse_step(
-        self, step: Step, rule: Rule, grad: Tensor, window: Window | None, n: int, a: int, b: int, inplace: bool = False
+        self, step: Step, rule: Rule, grad: Signal, window: Window | None, n: int, a: int, b: int, inplace: bool = False
     ) -> Any:
         """One rule's reverse of rows a:b of the signals at a step, on the step's window
         (with `inplace`, written into `grad`: see Rule.reverse_)."""
@@ -423,6 +444,8 @@ class Recording:
                 "record with this variant among `variants`"
             )
         r = self._bottleneck[key]
+        # {element: tensor} only at a tuple-valued step, whose rule takes it (the fallback, indexing)
+        grad = cast(Tensor, grad)
         try:
             if window is None or window.is_whole:
                 r = _tile(r, (b - a) // n, n)
@@ -554,10 +577,10 @@ class Recording:
         dict of str to torch.Tensor
             Variant name to its pictures, (K, N, C, H, W).
         """
-        variants = [load_variant(v) for v in variants]
+        loaded = [load_variant(v) for v in variants]
         layer = layer or self.layer
-        signals = [(v, self.select(select, variant=v, seed=seed, layer=layer)) for v in variants]
-        return {v.name: r for v, r in zip(variants, self.reverse_many(signals, layer=layer))}
+        signals = [(v, self.select(select, variant=v, seed=seed, layer=layer)) for v in loaded]
+        return {v.name: r for v, r in zip(loaded, self.reverse_many(signals, layer=layer))}
 
 
 def _carries_tensors(value: Any) -> bool:
@@ -567,7 +590,7 @@ def _carries_tensors(value: Any) -> bool:
     return isinstance(value, Tensor)
 
 
-def _owned(grad: Any, grads: dict[fx.Node, Any], signal: Tensor) -> bool:
+def _owned(grad: Signal, grads: dict[fx.Node, Signal], signal: Tensor) -> TypeGuard[Tensor]:
     """Whether a reverse may overwrite `grad`: a dense tensor the engine made (not the
     caller's signal) that no signal still waiting in `grads` shares (an Add passes one
     tensor to both of its inputs)."""
@@ -578,7 +601,7 @@ def _owned(grad: Any, grads: dict[fx.Node, Any], signal: Tensor) -> bool:
     return all(t.untyped_storage().data_ptr() != storage for t in others)
 
 
-def _rows(grad: Tensor | dict, a: int, b: int) -> Tensor | dict:
+def _rows(grad: Signal, a: int, b: int) -> Signal:
     """Signals a:b; those of a tuple are {element index: tensor}."""
     return {i: g[a:b] for i, g in grad.items()} if isinstance(grad, dict) else grad[a:b]
 
@@ -596,10 +619,11 @@ def _concat(outs: list[Any]) -> Any:
     return torch.cat(outs)
 
 
-def _add(a: Tensor | dict, b: Tensor | dict) -> Tensor | dict:
+def _add(a: Signal, b: Signal) -> Signal:
     """Sum two signals for one node; those of a tuple are {element index: tensor}."""
-    if isinstance(a, dict):
-        return {i: a[i] + b[i] if i in a and i in b else a.get(i, b.get(i)) for i in a.keys() | b.keys()}
+    if isinstance(a, dict) and isinstance(b, dict):
+        return {**a, **b, **{i: a[i] + b[i] for i in a.keys() & b.keys()}}
+    assert isinstance(a, Tensor) and isinstance(b, Tensor)  # a node's signals are all of one kind
     return a + b
 
 

@@ -104,8 +104,8 @@ def fully_convolutional(model: nn.Module, input_size: tuple[int, int], aliases: 
                 raise ReversenetError(f"cannot make {name} fully convolutional: {node.target} takes "
                                       f"{layer.in_features} features, not the {fan_in} of the flattened map")  # fmt: skip
             dilation = window if first and kernel != (1, 1) else (1, 1)
-            module.add_submodule(node.target, _as_conv(layer, layer.in_features // (h * w) if first else fan_in,
-                                                       kernel, dilation))  # fmt: skip
+            conv = _as_conv(layer, layer.in_features // (h * w) if first else fan_in, kernel, dilation)
+            module.add_submodule(graph.step(node).name, conv)
             first = False
     flatten.replace_all_uses_with(flatten.all_input_nodes[0])
     module.graph.erase_node(flatten)
@@ -176,7 +176,7 @@ def _replace_pool(module: fx.GraphModule, graph: Graph, pool: fx.Node, window: t
         pool.replace_all_uses_with(source)
     else:
         fixed = _ADAPTIVE[type(graph.step(pool).op)](window, stride=1)
-        target = pool.target if pool.op == "call_module" else f"{pool.name}_fixed"
+        target = graph.step(pool).name if pool.op == "call_module" else f"{pool.name}_fixed"
         module.add_submodule(target, fixed)
         with module.graph.inserting_after(pool):
             new = module.graph.call_module(target, (source,))
@@ -191,5 +191,6 @@ def _as_conv(linear: nn.Linear, channels: int, kernel: tuple[int, int], dilation
     with torch.no_grad():
         conv.weight.copy_(linear.weight.view(linear.out_features, channels, *kernel))
         if linear.bias is not None:
+            assert conv.bias is not None  # made with a bias where linear has one
             conv.bias.copy_(linear.bias)
     return conv.train(linear.training).requires_grad_(linear.weight.requires_grad)

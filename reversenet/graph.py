@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import operator
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 import torch
 from torch import fx, nn
@@ -42,7 +42,7 @@ class Step:
     @property
     def name(self) -> str:
         """The module name for a module call, else the graph node's name."""
-        return self.node.target if self.node.op == "call_module" else self.node.name
+        return _target(self.node) if self.node.op == "call_module" else self.node.name
 
     @property
     def kind(self) -> str:
@@ -54,6 +54,12 @@ class Step:
     @property
     def where(self) -> str:
         return f"{self.name} ({self.kind})"
+
+
+def _target(node: fx.Node) -> str:
+    # fx types every node's target as a function or a name; a call_module, get_attr or
+    # call_method node's is the name (a module path, an attribute path, a method)
+    return cast(str, node.target)
 
 
 def _stack(node: fx.Node) -> list[str]:
@@ -127,12 +133,13 @@ class Graph:
     def step(self, node: fx.Node) -> Step:
         """The operation a node runs, with its module, function or method resolved."""
         args, kwargs = node.args, node.kwargs
+        op: Any
         if node.op == "call_module":
-            op = self.model.get_submodule(node.target)
+            op = self.model.get_submodule(_target(node))
         elif node.op == "get_attr":
-            op = operator.attrgetter(node.target)(self.model)
+            op = operator.attrgetter(_target(node))(self.model)
         elif node.op == "call_method":
-            op = getattr(torch.Tensor, node.target, node.target)
+            op = getattr(torch.Tensor, _target(node), node.target)
         elif node.target in FUNCTIONAL:  # F.relu(x) is reversed as nn.ReLU()(x)
             try:
                 op = FUNCTIONAL[node.target](*args, **kwargs)
@@ -151,8 +158,9 @@ class Graph:
         several, else the graph node's name."""
         if node.op != "call_module":
             return node.name
-        calls = self._calls(node.target)
-        return node.target if len(calls) == 1 else f"{node.target}#{calls.index(node) + 1}"
+        target = _target(node)
+        calls = self._calls(target)
+        return target if len(calls) == 1 else f"{target}#{calls.index(node) + 1}"
 
     def name_of(self, node: fx.Node) -> str:
         """The friendliest name that `resolve` maps to `node`: an alias, a module
@@ -160,8 +168,8 @@ class Graph:
         aliases = [a for a, target in self.aliases.items() if node.op == "call_module" and target == node.target]
         if aliases:
             return aliases[0]
-        if node.op == "call_module" and len(self._calls(node.target)) == 1:
-            return node.target
+        if node.op == "call_module" and len(self._calls(_target(node))) == 1:
+            return _target(node)
         return next(iter(self.containers_ending_at(node)), self.unique_name(node))
 
     def containers_ending_at(self, node: fx.Node) -> list[str]:
@@ -207,7 +215,7 @@ def paper_aliases(model: nn.Module) -> dict[str, str]:
         if isinstance(m, nn.Conv2d):
             in_block, total = in_block + 1, total + 1
             tag = f"{block}_{in_block}" if vgg else str(total)
-            prefix = "conv"
+            prefix: str | None = "conv"
         elif isinstance(m, nn.MaxPool2d):
             tag, prefix = str(block if vgg else total), "pool"
             block, in_block = block + 1, 0

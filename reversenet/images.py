@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import os
 import tempfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from importlib import resources
 from pathlib import Path
@@ -85,7 +85,7 @@ def load_image(path: Path) -> Image.Image:
 
 
 @contextmanager
-def _atomic(path: Path, mode: str = "wb") -> Iterable[IO]:
+def _atomic(path: Path, mode: str = "wb") -> Iterator[IO]:
     """Write to a temporary file beside `path`, then rename it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
@@ -101,7 +101,7 @@ def _atomic(path: Path, mode: str = "wb") -> Iterable[IO]:
         raise
 
 
-def _write(path: Path, save: Callable[[IO], None]) -> None:
+def _write(path: Path, save: Callable[[IO], object]) -> None:
     try:
         with _atomic(path) as f:
             save(f)

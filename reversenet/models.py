@@ -13,10 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 import torchvision
+from PIL import Image
 from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
@@ -24,6 +26,16 @@ from .errors import ReversenetError, UsageError, first_line, unknown
 from .graph import Graph, paper_aliases
 from .outputs import sha256_file
 from .render import to_uint8
+
+
+class Preprocessing(Protocol):
+    """What reversenet uses of a torchvision weights' preset (ImageClassification)."""
+
+    crop_size: list[int]
+    mean: list[float]
+    std: list[float]
+
+    def __call__(self, image: Image.Image) -> Tensor: ...
 
 
 @dataclass
@@ -56,7 +68,7 @@ class Network:
 
     name: str
     module: nn.Module
-    transform: Callable[..., Tensor]  # PIL image -> normalised (C, H, W) tensor
+    transform: Preprocessing  # PIL image -> normalised (C, H, W) tensor
     aliases: dict[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] | None = None
 

@@ -96,9 +96,8 @@ def montages(p: Plan, rows: list[dict], manifest: Manifest) -> list[dict]:
                     captions.append(cell["variant"] if cell and used & group and "variant" not in used else "")
                     used_files.append(cell and cell["file"])
             size = next(t.shape for t in tiles if t is not None)
-            tiles = [_fit(t, size) for t in tiles]
             picture = grid(
-                tiles,
+                [_fit(t, size) for t in tiles],
                 columns=len(spec["lead"]) + len(column_keys),
                 captions=captions,
                 column_titles=[*spec["lead"], *(_label(by_columns, c) for c in column_keys)],
@@ -186,8 +185,8 @@ def tables(p: Plan, rows: list[dict]) -> list[dict]:
 
 
 def _mean(values: list[float | None]) -> float | None:
-    values = [v for v in values if v is not None]
-    return sum(values) / len(values) if values else None
+    known = [v for v in values if v is not None]
+    return sum(known) / len(known) if known else None
 
 
 def save_table(p: Plan, table: dict, manifest: Manifest) -> dict:

@@ -106,7 +106,7 @@ class Manifest:
         self.folder = folder
         self.path = folder / (MANIFEST if part is None else f"manifest.rank-{part[0]}-of-{part[1]}.jsonl")
         self.records: dict[str, dict] = {}  # file -> last record
-        self.failed: dict[tuple[str, str], dict] = {}  # (photo, model) -> record
+        self.failed: dict[tuple[str | None, str | None], dict] = {}  # (photo, model) -> record
         for path in self._files():
             for record in _read(path):
                 self._keep(record)
@@ -176,7 +176,9 @@ class Manifest:
 
 
 def _part_key(path: Path) -> tuple[int, int]:
-    rank, world = PART.fullmatch(path.name).groups()
+    match = PART.fullmatch(path.name)
+    assert match is not None  # _files keeps only the names that match
+    rank, world = match.groups()
     return int(world), int(rank)
 
 

@@ -25,7 +25,7 @@ import warnings
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import torch
@@ -343,4 +343,5 @@ def _randomise(module: nn.Module, seed: int) -> None:
     """The module's parameters re-initialised its own way, from `seed`."""
     with torch.random.fork_rng(devices=[]), torch.no_grad():
         torch.manual_seed(seed)  # a stream of its own: not the seed that made random weights
-        module.reset_parameters()
+        # randomisable keeps only modules that have one; nn.Module does not declare it
+        cast(Callable[[], None], module.reset_parameters)()

@@ -11,7 +11,7 @@
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import cv2
 import numpy as np
@@ -63,7 +63,11 @@ def heat(s: Tensor) -> np.ndarray:
 
 def _mapped(fn: Callable[[Tensor], Tensor]) -> Callable[[Tensor, np.ndarray | None], Rendered]:
     (suffix,) = SUFFIXES[fn.__name__]
-    return lambda v, photo=None: [(suffix, to_uint8(fn(v)))]
+
+    def rendered(v: Tensor, photo: np.ndarray | None = None) -> Rendered:
+        return [(suffix, to_uint8(fn(v)))]
+
+    return rendered
 
 
 # The pictures each renderer makes (with a photo to overlay), as file-name suffixes: the
@@ -94,7 +98,7 @@ def render(v: Tensor, how: str = "paper", photo: np.ndarray | None = None) -> Re
     return RENDERERS[how](v.detach(), photo)
 
 
-def _font(size: int) -> ImageFont.ImageFont:
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
     try:
         return ImageFont.load_default(size=size)
     except (TypeError, OSError):  # Pillow without FreeType: the fixed bitmap font
@@ -105,8 +109,8 @@ def grid(
     tiles: list[np.ndarray],
     columns: int,
     captions: list[str],
-    column_titles: list[str] = (),
-    row_titles: list[str] = (),
+    column_titles: Sequence[str] = (),
+    row_titles: Sequence[str] = (),
     title: str = "",
 ) -> np.ndarray:
     """Tiles of one size in a labelled grid, white background, like the paper's Fig. 3."""

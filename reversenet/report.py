@@ -195,7 +195,7 @@ def _failure(record: dict) -> dict[str, Any]:
 
 def _fields(record: dict, skip: tuple[str, ...]) -> list[dict[str, str | None]]:
     """Every key/value pair, in the record's order, as text; long hashes cut (full text in `full`)."""
-    fields = []
+    fields: list[dict[str, str | None]] = []
     for key, value in record.items():
         if key in skip:
             continue

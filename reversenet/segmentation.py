@@ -34,6 +34,7 @@ from .variants import expand, load_variant
 
 GAUSSIAN = "gaussian"  # the baseline's method name
 METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by default, as in Table 1
+_NO_RECT = (0, 0, 0, 0)  # GrabCut reads its rect argument only in GC_INIT_WITH_RECT mode
 
 
 @dataclass(frozen=True)
@@ -140,11 +141,11 @@ def grabcut(photo: np.ndarray, saliency: np.ndarray, seeds: Seeds = Seeds(), *, 
     background, foreground = np.zeros((1, 65), np.float64), np.zeros((1, 65), np.float64)
     # OpenCV fits the models to every pixel's label: fit them to the seeds only, as a strip.
     strip = np.ascontiguousarray(photo[seeded][None])
-    cv2.grabCut(strip, np.ascontiguousarray(mask[seeded][None]), None, background, foreground, 0,
+    cv2.grabCut(strip, np.ascontiguousarray(mask[seeded][None]), _NO_RECT, background, foreground, 0,
                 cv2.GC_INIT_WITH_MASK)  # fmt: skip
-    cv2.grabCut(photo, mask, None, background, foreground, 1, cv2.GC_EVAL_FREEZE_MODEL)
+    cv2.grabCut(photo, mask, _NO_RECT, background, foreground, 1, cv2.GC_EVAL_FREEZE_MODEL)
     if seeds.iterations > 1:
-        cv2.grabCut(photo, mask, None, background, foreground, seeds.iterations - 1, cv2.GC_EVAL)
+        cv2.grabCut(photo, mask, _NO_RECT, background, foreground, seeds.iterations - 1, cv2.GC_EVAL)
     return largest_component((mask == cv2.GC_FGD) | (mask == cv2.GC_PR_FGD))
 
 

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
+from typing import TypeVar
 
 import yaml
 
@@ -39,6 +40,8 @@ VARIANTS: tuple[str, ...] = (
 )  # fmt: skip
 _KEYS = ("description", "rules", "fallback")
 FALLBACKS = ("error", "bp")
+_Node = yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode  # the nodes yaml.compose makes
+_Spec = TypeVar("_Spec", bound="str | Path | Variant")
 
 
 @dataclass(frozen=True)
@@ -116,7 +119,7 @@ class Variant:
         return fam.default
 
 
-def expand(specs: Iterable[str | Path | Variant]) -> list[str | Path | Variant]:
+def expand(specs: Iterable[_Spec]) -> list[_Spec | str]:
     """`specs` with "all" standing for the eight built-in variants, each once, in order."""
     return list(dict.fromkeys(v for spec in specs for v in (VARIANTS if spec == "all" else [spec])))
 
@@ -166,7 +169,8 @@ def load_variant(spec: str | Path | Variant) -> Variant:
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
-        raise ReversenetError(f"cannot read variant file {spec}: {exc.strerror or exc}") from exc
+        why = getattr(exc, "strerror", None) or exc  # a UnicodeDecodeError has no strerror
+        raise ReversenetError(f"cannot read variant file {spec}: {why}") from exc
     return parse_variant(text, path.stem, spec)
 
 
@@ -190,7 +194,7 @@ def parse_variant(text: str, name: str, source: str) -> Variant:
     def fail(node: yaml.Node, message: str) -> UsageError:
         return UsageError(f"{source}: line {node.start_mark.line + 1}: {message}")
 
-    def entries(node: yaml.MappingNode) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    def entries(node: yaml.MappingNode) -> list[tuple[str, yaml.Node, _Node]]:
         for key, _ in node.value:
             if not isinstance(key, yaml.ScalarNode):
                 raise fail(key, "keys must be plain names")
@@ -198,7 +202,7 @@ def parse_variant(text: str, name: str, source: str) -> Variant:
 
     if not isinstance(root, yaml.MappingNode):
         raise UsageError(f"{source}: a variant is a mapping with keys {', '.join(_KEYS)}")
-    top = {}
+    top: dict[str, tuple[yaml.Node, _Node]] = {}
     for word, key, value in entries(root):
         if word not in _KEYS:
             raise fail(key, f"unknown key {word!r}; allowed: {', '.join(_KEYS)}")
@@ -217,12 +221,12 @@ def parse_variant(text: str, name: str, source: str) -> Variant:
             got = value.value if isinstance(value, yaml.ScalarNode) else "a " + value.id
             raise fail(value, f"{fam.name}: unknown rule {got!r}; allowed: {', '.join(fam.rules)}")
         rules[fam.name] = value.value
-    scalars = {}
-    for key in ("description", "fallback"):
-        node = top.get(key, (None, None))[1]
+    scalars: dict[str, str | None] = {}
+    for word in ("description", "fallback"):
+        node = top[word][1] if word in top else None
         if node is not None and not isinstance(node, yaml.ScalarNode):
-            raise fail(node, f"'{key}' must be a string")
-        scalars[key] = node.value if node is not None else None
+            raise fail(node, f"'{word}' must be a string")
+        scalars[word] = node.value if node is not None else None
     fallback = scalars["fallback"] or "error"
     if fallback not in FALLBACKS:
         raise fail(top["fallback"][1], f"unknown fallback {fallback!r}; allowed: {', '.join(FALLBACKS)}")

@@ -80,14 +80,14 @@ def save_compare(
     the folder's manifest, unless the manifest shows them current. A selector of K signals
     gives K grids, numbered -1 … -K. Returns the files and whether they were written."""
     layer = layer or network.default_layer
-    file = out is not None and out.suffix.lower() == ".png"
-    folder = out.parent if file else out or Path("reversenet-out")
+    file = out if out is not None and out.suffix.lower() == ".png" else None
+    folder = file.parent if file else out or Path("reversenet-out")
     writable_folder(folder)
     manifest = Manifest(folder)
     photo = image.resolve()
     photo_id = photo_ids([photo], manifest.photo_ids())[photo]
     tag = "" if select == "max" else "_" + slug(select)
-    name = out.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
+    name = file.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
     params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
               **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(VARIANTS),
               "select": select, "render": how, **versions()}  # fmt: skip

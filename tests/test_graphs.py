@@ -214,6 +214,32 @@ def test_fallback_through_a_tuple_output_is_the_gradient():
         assert relative_error(ours[k], expected) < 1e-5
 
 
+class Chunks(nn.Module):
+    """A tuple (chunk's) taken whole by one layer and by index by another."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3, padding=1)
+
+    def forward(self, x):
+        parts = self.conv(x).chunk(2, dim=1)
+        return torch.stack(parts).sum(0) + torch.cat(parts, 1)[:, 1:3] + parts[1]
+
+
+def test_a_tuple_taken_whole_gets_the_signals_of_its_elements():
+    torch.manual_seed(0)
+    model = Chunks().eval()
+    x = torch.randn(2, 3, 6, 6)
+    variant = parse_variant("rules: {}\nfallback: bp\n", "any", "any.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        rec = reversenet.Recording(model, x, layer="output", variants=[variant])
+    e = torch.randn_like(rec.activation)
+    x_ = x.clone().requires_grad_(True)
+    (expected,) = torch.autograd.grad(model(x_), x_, e)
+    assert relative_error(rec.reverse(e, variant), expected) < 1e-5
+
+
 def test_the_python_api_takes_paper_names_and_suggests_close_ones():
     import torchvision
 

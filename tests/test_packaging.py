@@ -49,6 +49,11 @@ def test_the_wheel_holds_every_shipped_file(wheel):
     assert "reversenet/__init__.py" in names and "reversenet/rules/relu.py" in names
 
 
+def test_imports_under_python_OO():
+    # -OO strips docstrings: no code may build on them (AvgPoolTranspose's __doc__ once did)
+    run(sys.executable, "-OO", "-c", "import reversenet", cwd=ROOT)
+
+
 def test_a_non_editable_install_works_from_another_folder(wheel, tmp_path):
     venv = tmp_path / "venv"
     run(sys.executable, "-m", "venv", venv, cwd=tmp_path)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 import reversenet
-from reversenet import UsageError, load_variant
+from reversenet import ReversenetError, UsageError, load_variant
 from reversenet.variants import VARIANTS
 
 EXPECTED = {  # docs/design.md §2
@@ -37,6 +37,13 @@ def test_user_file_loads(tmp_path):
     path.write_text("description: DeSaliNet with LRN bp\nrules:\n  ReLU: hybrid\n  LocalResponseNorm: bp\n")
     v = load_variant(path)
     assert v.name == "footnote5" and v.rules == {"ReLU": "hybrid", "LocalResponseNorm": "bp"}
+
+
+def test_a_file_not_in_utf8_is_a_clear_error(tmp_path):
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("description: d\xe9conv\nrules: {}\n".encode("latin-1"))
+    with pytest.raises(ReversenetError, match="cannot read variant file .*latin1.yaml: 'utf-8' codec"):
+        load_variant(path)
 
 
 @pytest.mark.parametrize(

@@ -29,6 +29,7 @@ class BatchNormTranspose(Rule):
         return y, None
 
     def reverse(self, bn: nn.modules.batchnorm._BatchNorm, grad: Tensor, r: None) -> Tensor:
+        assert bn.running_var is not None  # forward refuses a layer without running statistics
         scale = torch.rsqrt(bn.running_var + bn.eps)
         if bn.weight is not None:
             scale = scale * bn.weight

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Callable
+from typing import Any, cast
 
 import torch
 from torch import Tensor
 from torch.utils._pytree import tree_flatten, tree_map, tree_unflatten
 
-from .registry import Rule, call
+from .registry import Rule, Signal, call
 
 
 class VectorJacobian(Rule):
@@ -22,7 +23,7 @@ class VectorJacobian(Rule):
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
         return call(op, *_copies(args, kwargs)), (args, kwargs)
 
-    def reverse(self, op: Any, grad: Tensor, r: tuple) -> tuple[Tensor | None, ...]:
+    def reverse(self, op: Any, grad: Signal, r: tuple) -> tuple[Tensor | None, ...]:
         leaves, spec = tree_flatten(r)
         tensors = [i for i, v in enumerate(leaves) if isinstance(v, Tensor)]
         where = [i for i in tensors if leaves[i].is_floating_point()]
@@ -40,10 +41,15 @@ class VectorJacobian(Rule):
             return tuple(out[i] for i in positions)  # vjp takes tensors only (MHA gives None too)
 
         with torch.enable_grad():
-            out, vjp = torch.func.vjp(apply, *(leaves[i].detach() for i in where))
+            primals = (leaves[i].detach() for i in where)
+            # two values: torch types the result for has_aux=True too (a third value, aux)
+            out, vjp = cast(tuple[Any, Callable[..., Any]], torch.func.vjp(apply, *primals))
+            cotangents: Tensor | tuple[Tensor, ...]
             if isinstance(grad, dict):  # signals for some elements of a tuple output
-                grad = tuple(grad.get(i, torch.zeros_like(o)) for i, o in zip(positions, out))
-            grads = dict(zip(where, vjp(grad)))
+                cotangents = tuple(grad.get(i, torch.zeros_like(o)) for i, o in zip(positions, out))
+            else:
+                cotangents = grad
+            grads = dict(zip(where, vjp(cotangents)))
         return tuple(grads.get(i) for i in tensors)  # None for integer tensors
 
     def bits(self, op: Any, r: tuple) -> float:

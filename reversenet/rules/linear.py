@@ -59,7 +59,7 @@ class ConvTranspose(Rule):
 def _padding_before(conv: nn.Conv2d, axis: int) -> int:
     if conv.padding == "valid":
         return 0
-    if conv.padding == "same":  # torch pads the odd extra element at the end
+    if isinstance(conv.padding, str):  # "same": torch pads the odd extra element at the end
         return conv.dilation[axis] * (conv.kernel_size[axis] - 1) // 2
     return conv.padding[axis]
 

@@ -17,15 +17,20 @@ MAXPOOL = family("MaxPool2d", nn.MaxPool2d)
 AVGPOOL = family("AvgPool2d", nn.AvgPool2d)
 ADAPTIVE_AVGPOOL = family("AdaptiveAvgPool2d", nn.AdaptiveAvgPool2d)
 MEAN = family("Mean", torch.mean, torch.Tensor.mean)
+_Size = int | tuple[int, int]  # one value for both axes, or (h, w)
 
 
-def _max_pool(input, kernel_size, stride=None, padding=0, dilation=1, ceil_mode=False, return_indices=False):
+def _max_pool(input: Tensor, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
+              dilation: _Size = 1, ceil_mode: bool = False,
+              return_indices: bool = False) -> nn.MaxPool2d:  # fmt: skip
     if return_indices:
         raise NotImplementedError("F.max_pool2d(..., return_indices=True)")
     return nn.MaxPool2d(kernel_size, stride, padding, dilation, ceil_mode=ceil_mode)
 
 
-def _avg_pool(input, kernel_size, stride=None, padding=0, ceil_mode=False, count_include_pad=True, divisor_override=None):
+def _avg_pool(input: Tensor, kernel_size: _Size, stride: _Size | None = None, padding: _Size = 0,
+              ceil_mode: bool = False, count_include_pad: bool = True,
+              divisor_override: int | None = None) -> nn.AvgPool2d:  # fmt: skip
     return nn.AvgPool2d(kernel_size, stride, padding, ceil_mode, count_include_pad, divisor_override)
 
 
@@ -38,7 +43,7 @@ def _pair(value: int | tuple[int, ...]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (value[0], value[-1])
 
 
-def _window(pool: nn.Module) -> tuple[tuple[int, int], ...]:
+def _window(pool: nn.MaxPool2d | nn.AvgPool2d) -> tuple[tuple[int, int], ...]:
     """(kernel, stride, padding, dilation) of a pooling module, each as (h, w)."""
     kernel = _pair(pool.kernel_size)
     stride = _pair(pool.stride or pool.kernel_size)
@@ -80,7 +85,7 @@ class MaxPoolSwitches(Rule):
         kernel = _window(pool)[0]
         return r[0].numel() * math.log2(kernel[0] * kernel[1])
 
-    def footprint(self, pool: nn.Module, r: Any) -> tuple[Footprint, Footprint]:
+    def footprint(self, pool: nn.MaxPool2d, r: Any) -> tuple[Footprint, Footprint]:
         return _footprint(pool)
 
     def reverse_window(self, pool: nn.MaxPool2d, grad: Tensor, r: tuple[Tensor, tuple], window: Window) -> Tensor:
@@ -91,7 +96,7 @@ class MaxPoolSwitches(Rule):
 
 
 def _window_starts(
-    pool: nn.MaxPool2d, out_hw: tuple[int, int], out_origin: tuple[int, int] = (0, 0), device: Any = None
+    pool: nn.MaxPool2d, out_hw: tuple[int, ...], out_origin: tuple[int, int] = (0, 0), device: Any = None
 ) -> tuple[Tensor, Tensor]:
     """Where the windows of the outputs u = out_origin + (i, j) start in the input:
     u_r·s_h − p_h as a column (H', 1) and u_c·s_w − p_w as a row (W',)."""
@@ -174,7 +179,7 @@ class MaxPoolCenter(Rule):
         index = (rows[:, None] * size[1] + cols[None, :]).to(grad.device)
         return _scatter_sum(grad, index, size)
 
-    def footprint(self, pool: nn.Module, r: Any) -> tuple[Footprint, Footprint]:
+    def footprint(self, pool: nn.MaxPool2d, r: Any) -> tuple[Footprint, Footprint]:
         return _footprint(pool)
 
     def reverse_window(self, pool: nn.MaxPool2d, grad: Tensor, size: tuple, window: Window) -> Tensor:
@@ -186,17 +191,19 @@ class MaxPoolCenter(Rule):
         return _scatter_window(grad, centres[0][:, None, :, None], centres[1][:, None, None, :], pool, window)
 
 
-def _footprint(pool: nn.Module) -> tuple[Footprint, Footprint]:
+def _footprint(pool: nn.MaxPool2d | nn.AvgPool2d) -> tuple[Footprint, Footprint]:
     kernel, stride, padding, dilation = _window(pool)
-    return tuple((kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+    h, w = ((kernel[a], stride[a], padding[a], dilation[a]) for a in (0, 1))
+    return h, w
 
 
-def _input_size(grad: Tensor, pool: nn.Module) -> tuple[int, int]:
+def _input_size(grad: Tensor, pool: nn.MaxPool2d) -> tuple[int, int]:
     """The size of the input window that an output window of grad's size reads."""
-    return tuple((n - 1) * s + d * (k - 1) + 1 for n, (k, s, _, d) in zip(grad.shape[2:], _footprint(pool)))
+    h, w = ((n - 1) * s + d * (k - 1) + 1 for n, (k, s, _, d) in zip(grad.shape[2:], _footprint(pool)))
+    return h, w
 
 
-def _scatter_window(grad: Tensor, rows: Tensor, cols: Tensor, pool: nn.Module, window: Window) -> Tensor:
+def _scatter_window(grad: Tensor, rows: Tensor, cols: Tensor, pool: nn.MaxPool2d, window: Window) -> Tensor:
     """x̂ on the input window of `window` (an output window): each ŷ[u] added at input
     (rows[u], cols[u]), absolute map positions (tensors broadcasting to grad's shape)."""
     footprint, size = _footprint(pool), _input_size(grad, pool)
@@ -233,8 +240,10 @@ class AveragePool(Rule):
     def reverse_window(self, pool: nn.Module, grad: Tensor, size: tuple, window: Window) -> Tensor:
         """On a window: the rows of P of the window's outputs, the columns of its inputs
         (zero outside the maps), per signal."""
+        footprint = self.footprint(pool, size)
+        assert footprint is not None  # the engine reverses on windows only through a footprint
         p = []
-        for a, (out, (k, s, pad, d)) in enumerate(zip((window.rows, window.cols), _footprint(pool))):
+        for a, (out, (k, s, pad, d)) in enumerate(zip((window.rows, window.cols), footprint)):
             every = self.matrix(pool, size[a], out.extent, a).to(grad)
             u = out.positions(window.t[:, a])  # (S, h) outputs
             v = (u[:, :1] * s - pad) + torch.arange((out.size - 1) * s + d * (k - 1) + 1, device=u.device)
@@ -243,7 +252,7 @@ class AveragePool(Rule):
             p.append(torch.where(inside, picked, 0))
         return torch.einsum("scij,sia,sjb->scab", grad, *p)
 
-    def matrix(self, pool: nn.Module, n_in: int, n_out: int, axis: int) -> Tensor:
+    def matrix(self, pool: Any, n_in: int, n_out: int, axis: int) -> Tensor:
         raise NotImplementedError
 
 
@@ -256,7 +265,7 @@ def _window_matrix(start: Tensor, end: Tensor, n_in: int, weight: Tensor) -> Ten
 
 @rule(AVGPOOL, "bp")
 class AvgPoolTranspose(AveragePool):
-    __doc__ = AveragePool.__doc__ + """
+    __doc__ = (AveragePool.__doc__ or "") + """
     Window sizes follow torch: clipped to the padded input (ceil_mode), counting the
     padding unless count_include_pad=False; divisor_override replaces the product.
     """
@@ -280,7 +289,7 @@ class AvgPoolTranspose(AveragePool):
 
 @rule(ADAPTIVE_AVGPOOL, "bp")
 class AdaptiveAvgPoolTranspose(AveragePool):
-    __doc__ = AveragePool.__doc__ + """
+    __doc__ = (AveragePool.__doc__ or "") + """
     Output u's window is [floor(u·n/m), ceil((u+1)·n/m)) for n inputs, m outputs.
     """
 

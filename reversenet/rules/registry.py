@@ -27,6 +27,10 @@ from torch.nn import Module
 
 from ..window import POINTWISE, Footprint, Window
 
+# The signal reversed to a node: a tensor, or {element index: tensor} for a node whose
+# value is a tuple (a layer's several outputs)
+Signal = Tensor | dict[int, Tensor]
+
 
 class Rule:
     """One reversible pair. Subclasses set ``forward`` and ``reverse``."""
@@ -39,7 +43,7 @@ class Rule:
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
 
-    def reverse(self, op: Any, grad: Tensor, r: Any) -> Tensor | tuple[Tensor | None, ...]:
+    def reverse(self, op: Any, grad: Tensor, r: Any) -> Signal | tuple[Tensor | None, ...]:
         """x̂ for each tensor input, in order (None: no signal goes back there)."""
         raise NotImplementedError
 
@@ -55,7 +59,7 @@ class Rule:
         positions apart; None for one that mixes them all."""
         return POINTWISE if self.pointwise else None
 
-    def reverse_window(self, op: Any, grad: Tensor, r: Any, window: Window) -> Tensor | tuple[Tensor | None, ...]:
+    def reverse_window(self, op: Any, grad: Tensor, r: Any, window: Window) -> Signal | tuple[Tensor | None, ...]:
         """`reverse` of a signal on a `window` of the output map (reversenet.window),
         the maps in `r` cropped to it: x̂ on ``window.through(footprint)``, without
         cropping to the input map. A pointwise rule reverses as on whole maps."""
