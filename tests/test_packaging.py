@@ -62,11 +62,13 @@ def test_a_non_editable_install_works_from_another_folder(wheel, tmp_path):
     # a .pth line only extends sys.path, so this environment's editable reversenet stays out
     site = Path(run(python, "-c", "import sysconfig; print(sysconfig.get_path('purelib'))", cwd=tmp_path).strip())
     (site / "dependencies.pth").write_text(sysconfig.get_path("purelib") + "\n")
-    run(python, "-m", "pip", "install", "--no-deps", "--quiet", wheel, cwd=tmp_path)
+    # not this environment's PYTHONPATH: a checkout on it (with its reversenet.egg-info) is
+    # an installed reversenet to pip, which would then skip the wheel
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
+    run(python, "-m", "pip", "install", "--no-deps", "--quiet", wheel, cwd=tmp_path, env=env)
 
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
-    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "PYTHONHOME")}
     check = (
         "import reversenet, reversenet.images as i, reversenet.config as c;"
         "from pathlib import Path;"
