@@ -21,6 +21,7 @@ from .engine import Recording, reverse
 from .errors import ReversenetError, UsageError
 from .evaluation import Evaluation, evaluate
 from .fcn import fully_convolutional
+from .images import sample_image
 from .models import Network, load_network
 from .randomisation import Sanity, sanity
 from .segmentation import Seeds, Segmenter, segment
@@ -30,5 +31,5 @@ from .variants import VARIANTS, Variant, load_variant
 __all__ = [
     "VARIANTS", "Evaluation", "Network", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
     "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_network", "load_variant",
-    "parse_selector", "reverse", "run", "sanity", "segment",
+    "parse_selector", "reverse", "run", "sample_image", "sanity", "segment",
 ]  # fmt: skip

@@ -220,7 +220,7 @@ def evaluate(
     >>> from PIL import Image
     >>> for folder in ("photos", "masks"):
     ...     Path(folder).mkdir()
-    >>> _ = shutil.copy(reversenet.images.sample_image(), "photos/cat.jpg")  # 451 x 300
+    >>> _ = shutil.copy(reversenet.sample_image(), "photos/cat.jpg")  # 451 x 300
     >>> truth = np.zeros((300, 451), np.uint8)
     >>> truth[40:290, 60:400] = 255
     >>> Image.fromarray(truth).save("masks/cat.png")

@@ -22,7 +22,20 @@ EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp",
 
 
 def sample_image() -> Path:
-    """The bundled sample photo: Chelsea the cat (scikit-image's data, CC0)."""
+    """The bundled sample photo: Chelsea the cat (scikit-image's data, CC0), 451 × 300.
+
+    Commands and functions use it when given no photo.
+
+    Returns
+    -------
+    pathlib.Path
+
+    Examples
+    --------
+    >>> import reversenet
+    >>> reversenet.sample_image().name
+    'chelsea.jpg'
+    """
     return Path(str(resources.files("reversenet.data") / "chelsea.jpg"))
 
 

@@ -202,7 +202,7 @@ class Segmenter:
     --------
     >>> import reversenet
     >>> segmenter = reversenet.Segmenter(reversenet.load_network("alexnet", "random"), ["salinet", "gaussian"])
-    >>> result = segmenter(reversenet.images.sample_image())
+    >>> result = segmenter(reversenet.sample_image())
     >>> result.photo.shape, result.masks["salinet"].shape, result.masks["salinet"].dtype
     ((256, 384, 3), (256, 384), dtype('bool'))
     """
@@ -384,7 +384,7 @@ def segment(
     Examples
     --------
     >>> import reversenet
-    >>> photo = reversenet.images.sample_image()
+    >>> photo = reversenet.sample_image()
     >>> rows = reversenet.segment([photo], "alexnet", weights="random", methods=["salinet", "gaussian"], out="masks")
     >>> sorted(row["file"] for row in rows if row["file"].endswith("-mask.png"))
     ['..._alexnet_fc8_gaussian-mask.png', '..._alexnet_fc8_salinet-mask.png']

@@ -19,7 +19,7 @@ def test_the_readmes_python_blocks_run(monkeypatch, tmp_path):
     monkeypatch.chdir(tmp_path)
     for folder in ("photos", "masks"):  # "your folders": a photo and its mask
         Path(folder).mkdir()
-    shutil.copy(reversenet.images.sample_image(), "photos/cat.jpg")
+    shutil.copy(reversenet.sample_image(), "photos/cat.jpg")
     truth = np.zeros((300, 451), np.uint8)
     truth[40:290, 60:400] = 255
     Image.fromarray(truth).save("masks/cat.png")
