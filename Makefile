@@ -49,8 +49,8 @@ bench-run: setup
 	$(BIN)/python benchmarks/throughput.py
 
 # Do saliency maps of a trained CNN find objects? Trains a small classifier on synthetic
-# photos with known masks (~3 minutes, cached in build/objectness), then segments 200
-# held-out photos with the trained and the untrained network; ~15 minutes on 2 cores.
+# photos with known masks (~4 minutes, cached in build/objectness), then segments 200
+# held-out photos with the trained and the untrained network; ~11 minutes on 2 cores.
 objectness: setup
 	$(BIN)/python benchmarks/objectness.py
 	$(BIN)/python -c "from PIL import Image; Image.open('build/objectness/objectness.png').convert('RGB').save('docs/objectness.jpg', quality=85)"
