@@ -198,14 +198,20 @@ class Attention(nn.Module):
         return self.fc(mixed.mean(1))
 
 
+def _fallback_recording(model, x, rules):
+    """A recording to the output for a variant with `rules` and `fallback: bp`, and that
+    variant (the one-line warnings about the layers without rules silenced)."""
+    variant = parse_variant(f"rules: {rules}\nfallback: bp\n", "any", "any.yaml")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return reversenet.Recording(model, x, layer="output", variants=[variant]), variant
+
+
 def test_fallback_through_a_tuple_output_is_the_gradient():
     torch.manual_seed(0)
     model = Attention().eval()
     x = torch.randn(2, 3, 9, 9)
-    variant = parse_variant("rules: {ReLU: bp}\nfallback: bp\n", "any", "any.yaml")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rec = reversenet.Recording(model, x, layer="output", variants=[variant])
+    rec, variant = _fallback_recording(model, x, "{ReLU: bp}")
     x_ = x.clone().requires_grad_(True)
     e = rec.select("topk:2")
     ours = rec.reverse(e, variant)
@@ -230,10 +236,7 @@ def test_a_tuple_taken_whole_gets_the_signals_of_its_elements():
     torch.manual_seed(0)
     model = Chunks().eval()
     x = torch.randn(2, 3, 6, 6)
-    variant = parse_variant("rules: {}\nfallback: bp\n", "any", "any.yaml")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        rec = reversenet.Recording(model, x, layer="output", variants=[variant])
+    rec, variant = _fallback_recording(model, x, "{}")
     e = torch.randn_like(rec.activation)
     x_ = x.clone().requires_grad_(True)
     (expected,) = torch.autograd.grad(model(x_), x_, e)
