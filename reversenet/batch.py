@@ -137,7 +137,7 @@ def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
         with config.blame("model"):
             network = load_network(spec, config.weights, seed=config.seed, device=device)
         with config.blame("layers"):
-            graph = Graph(network.module, network.aliases)
+            graph = network.graph()
             layers = list(dict.fromkeys(config.layers or [graph.default_layer()]))
             shapes = graph.shapes(torch.zeros(1, 3, *network.input_size, device=device))
             nodes = {layer: graph.resolve(layer) for layer in layers}

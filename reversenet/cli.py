@@ -21,7 +21,6 @@ from . import evaluation as scoring
 from .config import RunConfig, load_config, parse_set, parse_shard
 from .diff import diff_paths, verdict
 from .errors import ReversenetError, UsageError, first_line
-from .graph import Graph
 from .models import load_network, pick_device
 from .render import RENDERERS
 from .rules import FAMILIES
@@ -453,7 +452,7 @@ def layers(model: str) -> None:
       reversenet layers --model vgg16
     """
     network = load_network(model, "random")
-    graph = Graph(network.module, network.aliases)
+    graph = network.graph()
     size = network.input_size
     shapes = graph.shapes(torch.zeros(1, 3, *size))
     alias_of = {v: k for k, v in network.aliases.items()}

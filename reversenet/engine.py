@@ -5,14 +5,16 @@ from __future__ import annotations
 import itertools
 import warnings
 from collections.abc import Iterable, Iterator, Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any, TypeGuard, cast
 
 import torch
 from torch import Tensor, fx, nn
 
+from . import guard
 from .errors import ReversenetError, UsageError, first_line
-from .graph import Graph, Step
+from .graph import Graph, Step, evaluation, geometry
 from .rules import Rule
 from .rules.fallback import FALLBACK
 from .rules.registry import Signal, tensors_in
@@ -113,7 +115,7 @@ class Recording:
         self.layers = [layer] if isinstance(layer, str) else list(dict.fromkeys(layer))
         if not self.layers:
             raise UsageError("record at least one layer")
-        self.graph = model if isinstance(model, Graph) else Graph(model, aliases)
+        self.graph = (model if isinstance(model, Graph) else Graph(model, aliases, example=x)).at(x)
         self.targets = {name: self.graph.resolve(name) for name in self.layers}
         self.steps = self.graph.path(*self.targets.values())
         self._on_path = {t: {s.node for s in self.graph.path(t)} for t in set(self.targets.values())}
@@ -122,7 +124,8 @@ class Recording:
             raise UsageError("record at least one variant")
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
-        self._uncovered: dict[fx.Node, str] = {}  # steps whose rule refused their case: why
+        self._uncovered = dict(self.graph.unfaithful)  # steps whose rule refused their case (or the guard it): why
+        self._geometry = geometry(x)
         h, w = x.shape[-2:]
         self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: (h, w)}  # maps' (H, W)
         self._numel = {self.graph.input: x[0].numel()}  # elements per image of each step's output
@@ -130,7 +133,13 @@ class Recording:
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shape = tuple(x.shape)
         self._fallbacks: dict[tuple[str, str], dict[str, None]] = {}  # (variant, layer type): where, in order
-        self.activations = self._forward(x, loaded)
+        with evaluation(self.graph.model):
+            self.activations = self._forward(x, loaded)
+        unchecked = {node: self.activations[name] for name, node in self.targets.items()
+                     if (self._geometry, node) not in self.graph.checked}  # fmt: skip
+        if unchecked:  # the guard, once per layer and input geometry (reversenet.guard)
+            guard.layers(self.graph, x, unchecked)
+            self.graph.checked.update((self._geometry, node) for node in unchecked)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
             where = list(places)
             more = f" and {len(where) - 1} more" if len(where) > 1 else ""
@@ -176,20 +185,25 @@ class Recording:
             return step.op
         args, kwargs = fx.node.map_arg((step.args, step.kwargs), values.__getitem__)
         try:
+            if step.node not in self.graph.live:  # a constant (a weight computed in the forward)
+                return self.graph.run(step.node, values)
             if step.family is None:
                 y = FALLBACK.forward(step.op, *args, **kwargs)[0]
                 if not _carries_tensors(y):
                     return y  # sizes and other plain values: nothing to reverse
+            self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
             rules = {_key(step, r): r for r in (self._rule(step, v, warn=True) for v in variants)}
             for key, rule in rules.items():
                 try:
                     y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
+                    unfaithful = self._check(step, rule, y, self._bottleneck[key], values)
                 except NotImplementedError as exc:  # a case the rule does not cover
-                    self._uncovered[step.node] = first_line(exc)
+                    unfaithful = first_line(exc)
+                if unfaithful:
+                    self._uncovered[step.node] = unfaithful
                     return self._run(step, values, variants)  # again, with the fallback
         except (RuntimeError, TypeError, ValueError, IndexError) as exc:
             raise ReversenetError(f"{step.where} failed: {first_line(exc)}") from exc
-        self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
         if isinstance(y, (tuple, list)):
             self._elements[step.node] = [i for i, v in enumerate(y) if isinstance(v, Tensor)]
         if isinstance(y, Tensor) and y.dim() == 4:
@@ -198,6 +212,28 @@ class Recording:
         if isinstance(y, Tensor) and y.dim():
             self._numel[step.node] = y[0].numel()
         return y
+
+    def _check(self, step: Step, rule: Rule, y: Any, r: Any, values: dict[fx.Node, Any]) -> str | None:
+        """The guard at one step, once per rule and input geometry: why the rule does not
+        compute the model's operation there (reversenet.guard), or None."""
+        key = (self._geometry, step.node, type(rule))
+        if rule is FALLBACK or key in self.graph.checked:
+            return None
+        live = [n for n in self._tensor_inputs[step.node] if n in self.graph.live]
+
+        def reverse(signal: Tensor) -> dict[guard.Leaf, Tensor]:
+            summed: dict[guard.Leaf, Tensor] = {}
+            for node, g in self._per_input(step, rule.reverse(step.op, signal, r)):
+                for leaf, part in (((node, i), p) for i, p in g.items()) if isinstance(g, dict) else [((node, None), g)]:
+                    summed[leaf] = summed[leaf] + part if leaf in summed else part
+            return summed
+
+        why = guard.step_differs(self.graph, step.node, y, values, live, reverse if rule.gradient and live else None)
+        if why is None:
+            self.graph.checked.add(key)
+            return None
+        self.graph.unfaithful[step.node] = why = f"{why}, so it has no rule"
+        return why
 
     def _rule(self, step: Step, variant: Variant, warn: bool = False) -> Rule:
         """The variant's rule for a step; the fallback where no rule covers it."""
@@ -361,12 +397,15 @@ class Recording:
         size = n * max(1, limit // (self._per_signal(steps, windows) * rows.element_size() * n))
         ends = list(itertools.accumulate(counts))
         results = []
-        for a in range(0, len(rows), size):
-            b = min(a + size, len(rows))
-            share = [(plan, min(b, end) - max(a, end - count)) for plan, count, end in zip(plans, counts, ends)]
-            share = [(plan, count) for plan, count in share if count > 0]
-            chunk = {node: window.rows_of(a, b) for node, window in windows.items()}
-            results.append(self._reverse(rows[a:b], [p for p, _ in share], [c for _, c in share], layer, chunk))
+        # the fallback runs the model's own layers again: as in the recorded, evaluation-mode forward
+        modes = evaluation(self.graph.model) if any(r is FALLBACK for plan in plans for _, r in plan) else nullcontext()
+        with modes:
+            for a in range(0, len(rows), size):
+                b = min(a + size, len(rows))
+                share = [(plan, min(b, end) - max(a, end - count)) for plan, count, end in zip(plans, counts, ends)]
+                share = [(plan, count) for plan, count in share if count > 0]
+                chunk = {node: window.rows_of(a, b) for node, window in windows.items()}
+                results.append(self._reverse(rows[a:b], [p for p, _ in share], [c for _, c in share], layer, chunk))
         result = torch.cat(results) if len(results) > 1 else results[0]
         return [r.view(*s.shape[: s.dim() - len(act)], *self.input_shape) for (_, s), r in zip(signals, result.split(counts))]
 
@@ -429,7 +468,7 @@ class Recording:
             if elements is not None and not isinstance(g, dict):
                 parts = zip(elements, [g, *itertools.islice(signals, len(elements) - 1)])
                 g = {i: part for i, part in parts if part is not None} or None
-            if g is not None:
+            if g is not None and node in self.graph.live:  # none to the model's own tensors
                 yield node, g
 
     def _reverse_step(

@@ -73,9 +73,10 @@ def fully_convolutional(model: nn.Module, input_size: tuple[int, int], aliases: 
     >>> fcn(torch.randn(1, 3, 256, 320)).shape  # a map of class scores
     torch.Size([1, 1000, 2, 4])
     """
-    graph = Graph(model, aliases)
     device = next(model.parameters(), torch.empty(0)).device
-    shapes = graph.shapes(torch.zeros(1, 3, *input_size, device=device))
+    example = torch.zeros(1, 3, *input_size, device=device)
+    graph = Graph(model, aliases, example=example)
+    shapes = graph.shapes(example)
     output = graph.nodes[-1].args[0]
     if not isinstance(output, fx.Node) or len(shapes.get(output.name, ())) != 1:
         return model  # already a map (or not a classifier): nothing to convert

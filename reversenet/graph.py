@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import operator
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -15,10 +17,87 @@ from .rules import FUNCTIONAL, Family, family_of
 
 
 class _Tracer(fx.Tracer):
-    """Keeps every layer with a reverse rule as one node; traces through the rest."""
+    """Keeps every layer with a reverse rule as one node; traces through the rest, and
+    through modules with forward hooks, which change what the module computes."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
+        if m._forward_hooks or m._forward_pre_hooks:
+            return False
         return family_of(m) is not None or super().is_leaf_module(m, qualname)
+
+
+# Tensor attributes and methods that the shape tracer answers with the example's values
+_SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}
+_SHAPE_METHODS = {"size", "dim", "ndimension", "numel", "nelement"}
+
+
+class _ShapeTracer(_Tracer):
+    """`_Tracer` with an example input at hand: every node is also computed on it, and
+    what Python reads of a tensor's geometry (``x.shape``, ``x.size(-1)``, ``len(x)``,
+    ``x.dtype``) is a plain value, so that shape-dependent control flow (timm's
+    ``ConvMlp``, padding computed from the input size) runs as for that input. The graph
+    holds for inputs of that geometry only. Data-dependent control flow still fails."""
+
+    def __init__(self, examples: tuple[torch.Tensor, ...]):
+        super().__init__()
+        self._examples = iter(examples)
+        self._concrete = False  # computing a node's value: modules and parameters are real
+
+    def proxy(self, node: fx.Node) -> fx.Proxy:
+        return _SizedProxy(node, self)
+
+    def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, *rest: Any, **more: Any) -> Any:
+        if kind == "call_method" and target in _SHAPE_METHODS:
+            values = fx.node.map_aggregate((args, kwargs), _value)
+            return getattr(values[0][0], target)(*values[0][1:], **values[1])
+        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **more)
+        proxy.node.meta["value"] = self._evaluate(kind, target, args, kwargs)
+        return proxy
+
+    def _evaluate(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
+        """The node's value on the example (one forward pass over the trace)."""
+        if kind == "placeholder":
+            return next(self._examples, None)
+        values = fx.node.map_aggregate((args, kwargs), _value)
+        self._concrete = True
+        try:
+            with torch.no_grad():
+                if kind == "get_attr":
+                    return operator.attrgetter(target)(self.root)
+                if kind == "call_module":
+                    return self.root.get_submodule(target)(*values[0], **values[1])
+                if kind == "call_method":
+                    return getattr(values[0][0], target)(*values[0][1:], **values[1])
+                if kind == "call_function":
+                    return target(*values[0], **values[1])
+                return values[0][0] if values[0] else None  # output
+        finally:
+            self._concrete = False
+
+    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
+        return forward(*args, **kwargs) if self._concrete else super().call_module(m, forward, args, kwargs)
+
+    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
+        return attr_val if self._concrete else super().getattr(attr, attr_val, parameter_proxy_cache)
+
+    def iter(self, obj: fx.Proxy) -> Iterator[Any]:
+        return (operator.getitem(obj, i) for i in range(len(_value(obj))))
+
+
+class _SizedProxy(fx.Proxy):
+    """A proxy whose geometry is that of its value on the example."""
+
+    def __getattr__(self, k: str) -> Any:
+        if k in _SHAPE_ATTRIBUTES:
+            return getattr(_value(self), k)
+        return super().__getattr__(k)
+
+    def __len__(self) -> int:
+        return len(_value(self))
+
+
+def _value(a: Any) -> Any:
+    return a.node.meta["value"] if isinstance(a, fx.Proxy) else a
 
 
 @dataclass(frozen=True)
@@ -53,6 +132,11 @@ class Step:
 
     @property
     def where(self) -> str:
+        """The step and its type, and for a function the module whose forward calls it."""
+        inside = list(self.node.meta.get("nn_module_stack", {}).values()) if self.node.op != "call_module" else []
+        if inside:
+            path, cls = inside[-1]
+            return f"{self.name} ({self.kind}) in {path} ({getattr(cls, '__name__', cls)})"
         return f"{self.name} ({self.kind})"
 
 
@@ -70,26 +154,53 @@ def _stack(node: fx.Node) -> list[str]:
 class Graph:
     """The traced graph of `model`; the model itself is not modified."""
 
-    def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None):
+    def __init__(
+        self, model: nn.Module, aliases: dict[str, str] | None = None, example: torch.Tensor | None = None
+    ):
         self.model = model
         self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
-        modes = {m: m.training for m in model.modules()}
-        try:  # trace the evaluation-mode network (no auxiliary heads), then restore
-            model.eval()
-            self.fx = _Tracer().trace(model)
-        except Exception as exc:  # tracing runs user code: any failure is the model's
-            raise ReversenetError(
-                f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); "
-                "reversenet needs a forward without data-dependent control flow"
-            ) from exc
-        finally:
-            for m, training in modes.items():
-                m.training = training
+        self.geometry: tuple | None = None  # the input geometry a shape-specialised graph holds for
+        self._specialised: dict[tuple, Graph] = {}
+        self.checked: set[tuple] = set()  # what reversenet.guard found faithful, per input geometry
+        self.unfaithful: dict[fx.Node, str] = {}  # nodes whose rule the guard refused: why
+        with evaluation(model):  # trace the evaluation-mode network (no auxiliary heads)
+            try:
+                self.fx = _Tracer().trace(model)
+            except Exception as exc:  # tracing runs user code: any failure is the model's
+                if example is None:
+                    raise _untraceable(model, exc) from exc
+                self.fx = self._trace_at(example)
+        self.in_place = _unalias(self.fx, model)  # nodes that write into their first argument
         self.nodes = list(self.fx.nodes)
         inputs = [n for n in self.nodes if n.op == "placeholder"]
         if len(inputs) != 1:
             raise ReversenetError(f"{type(model).__name__}.forward must take one tensor, not {len(inputs)}")
         self.input = inputs[0]
+        self.live = {self.input}  # the nodes that depend on the input; the rest are constants
+        for node in self.nodes:
+            if any(n in self.live for n in node.all_input_nodes):
+                self.live.add(node)
+
+    def _trace_at(self, example: torch.Tensor) -> fx.Graph:
+        """The trace with shapes made concrete for `example`'s geometry (`_ShapeTracer`)."""
+        try:
+            graph = _ShapeTracer((example,)).trace(self.model)
+        except Exception as exc:
+            raise _untraceable(self.model, exc, data_dependent=isinstance(exc, fx.proxy.TraceError)) from exc
+        for node in graph.nodes:  # the example's activations: not kept
+            node.meta.pop("value", None)
+        self.geometry = geometry(example)
+        return graph
+
+    def at(self, x: torch.Tensor) -> Graph:
+        """The graph for inputs like `x`: this one, unless it is specialised to another
+        input geometry (shape-dependent control flow), then one traced for x's (kept)."""
+        if self.geometry is None or self.geometry == geometry(x):
+            return self
+        key = geometry(x)
+        if key not in self._specialised:
+            self._specialised[key] = Graph(self.model, self.aliases, example=x)
+        return self._specialised[key]
 
     def names(self) -> list[str]:
         """Every name `resolve` accepts: module names, aliases and node names."""
@@ -141,14 +252,31 @@ class Graph:
         elif node.op == "call_method":
             op = getattr(torch.Tensor, _target(node), node.target)
         elif node.target in FUNCTIONAL:  # F.relu(x) is reversed as nn.ReLU()(x)
-            try:
-                op = FUNCTIONAL[node.target](*args, **kwargs)
+            try:  # with the model's tensors (F.conv2d(x, self.weight)) as they are now
+                held = fx.node.map_arg((args[1:], kwargs), self._attribute)
+                op = FUNCTIONAL[node.target](*args[:1], *held[0], **held[1])
             except NotImplementedError:  # a form the module cannot express: no rule
                 return Step(node, node.target, None, tuple(args), dict(kwargs))
             args, kwargs = (args[0] if args else kwargs["input"],), {}
         else:
             op = node.target
         return Step(node, op, family_of(op), tuple(args), dict(kwargs))
+
+    def run(self, node: fx.Node, values: dict[fx.Node, Any]) -> Any:
+        """The model's own operation at `node` (its module, function or method, as the
+        forward calls it) on the `values` of its inputs."""
+        args, kwargs = fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
+        if node.op == "call_module":
+            return self.model.get_submodule(_target(node))(*args, **kwargs)
+        if node.op == "call_method":
+            return getattr(args[0], _target(node))(*args[1:], **kwargs)
+        if node.op == "get_attr":
+            return operator.attrgetter(_target(node))(self.model)
+        return cast(Any, node.target)(*args, **kwargs)
+
+    def _attribute(self, node: fx.Node) -> Any:
+        """A get_attr node's tensor; other nodes stay nodes (a value computed in the forward)."""
+        return operator.attrgetter(_target(node))(self.model) if node.op == "get_attr" else node
 
     def _calls(self, target: str) -> list[fx.Node]:
         return [n for n in self.nodes if n.op == "call_module" and n.target == target]
@@ -200,6 +328,72 @@ class Graph:
             for n in self.nodes
             if isinstance(n.meta.get("tensor_meta"), TensorMetadata)
         }
+
+
+_IN_PLACE = {operator.iadd, operator.isub, operator.imul, operator.itruediv}
+
+
+def _unalias(graph: fx.Graph, model: nn.Module) -> set[fx.Node]:
+    """Make each in-place operation's result what later readers of its input read.
+
+    ``x.mul_(g)``, ``out += shortcut`` and ``nn.ReLU(inplace=True)`` change their input,
+    so the forward's later uses of ``x`` see the new value; the graph still wires them to
+    the old node. Rules never write into their inputs, so those uses are rewired to the
+    in-place node: the same values, and the signal of a later use goes back through the
+    in-place operation as it should. (An in-place write into a view of another tensor
+    is not followed; the guard catches it.) Returns the in-place nodes."""
+    order = {node: i for i, node in enumerate(graph.nodes)}
+    in_place = set()
+    for node in graph.nodes:
+        changed = node.args[0] if node.args and isinstance(node.args[0], fx.Node) else None
+        if changed is None or not _in_place(node, model):
+            continue
+        in_place.add(node)
+        for user in list(changed.users):
+            if order[user] > order[node]:
+                user.replace_input_with(changed, node)
+    return in_place
+
+
+def _in_place(node: fx.Node, model: nn.Module) -> bool:
+    """Whether a node writes into its first argument."""
+    if node.op == "call_module":
+        return getattr(model.get_submodule(_target(node)), "inplace", False) is True
+    name = _target(node) if node.op == "call_method" else getattr(node.target, "__name__", "")
+    in_place_name = name.endswith("_") and not name.endswith("__")
+    return node.op in ("call_method", "call_function") and (
+        in_place_name or node.target in _IN_PLACE or node.kwargs.get("inplace") is True
+    )
+
+
+@contextmanager
+def evaluation(model: nn.Module) -> Iterator[None]:
+    """The model in evaluation mode while the block runs, its modules' modes restored
+    after: the reversed network is that of the evaluation-mode model."""
+    modes = {m: m.training for m in model.modules()}
+    try:
+        model.eval()
+        yield
+    finally:
+        for m, training in modes.items():
+            m.training = training
+
+
+def geometry(x: torch.Tensor) -> tuple:
+    """What a trace specialised to `x` depends on: its shape and dtype."""
+    return (tuple(x.shape), x.dtype)
+
+
+def _untraceable(model: nn.Module, exc: Exception, data_dependent: bool | None = None) -> ReversenetError:
+    """Why `model` cannot be traced: symbolically (data_dependent None), or for an example input."""
+    if data_dependent is None:
+        hint = ("reversenet needs a forward without data-dependent control flow; where it depends on the "
+                "input's shape only, trace for an example input: Graph(model, example=x)")
+    elif data_dependent:
+        hint = "reversenet needs a forward whose control flow depends on the input's shape only, not its values"
+    else:
+        hint = "the model's forward fails on this input"
+    return ReversenetError(f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); {hint}")
 
 
 def paper_aliases(model: nn.Module) -> dict[str, str]:

@@ -76,7 +76,25 @@ class Network:
     def default_layer(self) -> str:
         """The last feature map before global pooling (pool5 in AlexNet and VGG, as in
         the paper's Fig. 3; layer4 in ResNet), else the output."""
-        return Graph(self.module, self.aliases).default_layer()
+        return self.graph().default_layer()
+
+    def graph(self, module: nn.Module | None = None) -> Graph:
+        """The network (or `module`, a copy or a form of it) traced with torch.fx; for a
+        forward that depends on the input's shape, traced for an input of `input_size`.
+
+        Parameters
+        ----------
+        module : torch.nn.Module, optional
+            What to trace instead of `module` (a copy of it), with this network's input.
+
+        Returns
+        -------
+        reversenet.graph.Graph
+            The traced graph (docs/design.md §1).
+        """
+        module = self.module if module is None else module
+        device = next(module.parameters(), torch.empty(0)).device
+        return Graph(module, self.aliases, example=torch.zeros(1, 3, *self.input_size, device=device))
 
     @property
     def input_size(self) -> tuple[int, int]:

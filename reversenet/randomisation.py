@@ -33,7 +33,6 @@ from torch import nn
 
 from .engine import Recording, VariantSpec
 from .errors import UsageError
-from .graph import Graph
 from .images import find_images, load_image, sample_image, save_bytes, save_text
 from .models import Network, as_network
 from .variants import VARIANTS, expand, load_variant
@@ -293,7 +292,7 @@ def sanity(
     methods = list({v.name: v for v in map(load_variant, expand([*variants, CONTROL]))}.values())
 
     work = copy.deepcopy(network.module).eval()  # the network passed in stays as it is
-    graph = Graph(work, network.aliases)
+    graph = network.graph(work)
     layer = layer or "output"
     rec = Recording(graph, x, layer=layer, variants=methods)
     names = randomisable(rec, layer)

@@ -24,7 +24,6 @@ from torchvision.transforms import InterpolationMode
 from .engine import Recording
 from .errors import ReversenetError, UsageError, first_line
 from .fcn import fully_convolutional
-from .graph import Graph
 from .images import load_image, save_png, writable_folder
 from .models import Network, as_network, weights_identity
 from .outputs import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
@@ -228,7 +227,7 @@ class Segmenter:
         self.selector = parse_selector(select)
         if self.variants:
             self.module = fully_convolutional(network.module, network.input_size, network.aliases)
-            self.graph = Graph(self.module, network.aliases)  # traced once, for every photo
+            self.graph = network.graph(self.module)  # traced once, for every photo
             self.layer = layer or self.graph.name_of(self.graph.resolve("output"))
             self.graph.resolve(self.layer)
         else:

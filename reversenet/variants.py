@@ -104,9 +104,10 @@ class Variant:
         if fam is None:
             if self.fallback == "bp":
                 return FALLBACK
+            instead = f"use {self.name}{ANY}, the variant with" if self.name in VARIANTS else "set"
             raise ReversenetError(
-                f"no reverse rule for {where}; add one with reversenet.rules.family/rule, "
-                f"or set 'fallback: bp' in the variant file (exact backprop there)"
+                f"no reverse rule for {where}; {instead} 'fallback: bp' (exact backprop there), "
+                "or add a rule with reversenet.rules.family/rule"
             )
         name = self.rules.get(fam.name)
         if name is not None:

@@ -32,3 +32,17 @@ def pool_first() -> nn.Module:
 def three_gelus() -> nn.Module:
     """Three layers without a reverse rule, of one type."""
     return nn.Sequential(*(m for _ in range(3) for m in (nn.Conv2d(3, 3, 3, padding=1), nn.GELU())))
+
+
+def timm_vgg() -> nn.Module:
+    """timm's VGG-11: its ConvMlp head has shape-dependent control flow."""
+    import timm
+
+    return timm.create_model("vgg11", pretrained=False, num_classes=10)
+
+
+def timm_efficientnet() -> nn.Module:
+    """timm's EfficientNet-B0: BatchNormAct2d, SiLU, squeeze-and-excitation."""
+    import timm
+
+    return timm.create_model("efficientnet_b0", pretrained=False, num_classes=10)

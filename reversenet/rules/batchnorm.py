@@ -6,9 +6,23 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, computed, family, functional, holding, rule
 
 BATCHNORM = family("BatchNorm", nn.BatchNorm1d, nn.BatchNorm2d)
+
+
+def _batch_norm(input: Tensor, running_mean: Tensor | None, running_var: Tensor | None, weight: Tensor | None = None,
+                bias: Tensor | None = None, training: bool = False, momentum: float = 0.1,
+                eps: float = 1e-5) -> nn.BatchNorm2d:  # fmt: skip
+    if training or running_mean is None or running_var is None:
+        raise NotImplementedError("batch norm with the batch's statistics")
+    if computed(running_mean, running_var, weight, bias):
+        raise NotImplementedError("batch norm whose statistics or affine map are computed in the forward")
+    bn = nn.BatchNorm2d(len(running_mean), eps=eps, device="meta")
+    return holding(bn, running_mean=running_mean, running_var=running_var, weight=weight, bias=bias)
+
+
+functional(F.batch_norm, _batch_norm)  # timm's BatchNormAct2d calls it, then its activation
 
 
 @rule(BATCHNORM, "bp")
@@ -19,6 +33,8 @@ class BatchNormTranspose(Rule):
     (whatever the module's training flag; the running statistics are not updated).
     Reverse: x̂_c = ŷ_c γ_c / sqrt(σ²_c + ε). Bottleneck: none.
     """
+
+    gradient = True
 
     pointwise = True
 

@@ -21,7 +21,7 @@ class VectorJacobian(Rule):
     family, name = "fallback", "bp"
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
-        return call(op, *_copies(args, kwargs)), (args, kwargs)
+        return call(op, *copies(args, kwargs)), (args, kwargs)
 
     def reverse(self, op: Any, grad: Signal, r: tuple) -> tuple[Tensor | None, ...]:
         leaves, spec = tree_flatten(r)
@@ -34,7 +34,7 @@ class VectorJacobian(Rule):
             filled = list(leaves)
             for i, t in zip(where, tensors):
                 filled[i] = t
-            out = call(op, *_copies(*tree_unflatten(filled, spec)))
+            out = call(op, *copies(*tree_unflatten(filled, spec)))
             if not isinstance(out, (tuple, list)):
                 return out
             positions[:] = [i for i, o in enumerate(out) if isinstance(o, Tensor)]
@@ -57,7 +57,7 @@ class VectorJacobian(Rule):
         return float(sum(v.numel() * v.element_size() * 8 for v in leaves if isinstance(v, Tensor)))
 
 
-def _copies(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+def copies(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
     """The arguments with their tensors copied: an unknown op may work in place
     (SiLU(inplace=True)), and its input is also a bottleneck and another layer's input."""
     return tree_map(lambda v: v.clone() if isinstance(v, Tensor) else v, (args, kwargs))

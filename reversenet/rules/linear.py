@@ -7,10 +7,29 @@ from typing import Any
 import torch.nn.functional as F
 from torch import Size, Tensor, nn
 
-from .registry import Rule, family, rule
+from .registry import Rule, computed, family, functional, holding, rule
 
 CONV = family("Conv2d", nn.Conv2d)
 LINEAR = family("Linear", nn.Linear)
+
+
+def _conv(input: Tensor, weight: Tensor, bias: Tensor | None = None, stride: Any = 1, padding: Any = 0,
+          dilation: Any = 1, groups: int = 1) -> nn.Conv2d:  # fmt: skip
+    if computed(weight, bias) or weight.dim() != 4:
+        raise NotImplementedError("a 2-D convolution whose weight is computed in the forward")
+    out, per_group, kh, kw = weight.shape
+    conv = nn.Conv2d(per_group * groups, out, (kh, kw), stride, padding, dilation, groups, bias=False, device="meta")
+    return holding(conv, weight=weight, bias=bias)
+
+
+def _linear(input: Tensor, weight: Tensor, bias: Tensor | None = None) -> nn.Linear:
+    if computed(weight, bias):
+        raise NotImplementedError("a linear map whose weight is computed in the forward")
+    return holding(nn.Linear(weight.shape[1], weight.shape[0], bias=False, device="meta"), weight=weight, bias=bias)
+
+
+functional(F.conv2d, _conv)  # timm's same-padding and mixed convolutions call it
+functional(F.linear, _linear)  # timm's Linear does
 
 
 @rule(CONV, "bp")
@@ -24,6 +43,8 @@ class ConvTranspose(Rule):
     rows no window reached (conv_transpose2d's own padding and output_padding do
     this where they can express it). x̂ has x's shape exactly. Bottleneck: x's size.
     """
+
+    gradient = True
 
     def forward(self, conv: nn.Conv2d, x: Tensor) -> tuple[Tensor, Size]:
         return conv(x), x.shape[-2:]
@@ -70,6 +91,8 @@ class LinearTranspose(Rule):
 
     Forward: y = W x + b.   Reverse: x̂ = Wᵀ ŷ.   Bottleneck: none.
     """
+
+    gradient = True
 
     def forward(self, linear: nn.Linear, x: Tensor) -> tuple[Tensor, None]:
         return linear(x), None

@@ -38,6 +38,8 @@ class LrnBP(Rule):
     where i ∈ W(c) ⇔ c ∈ [i − ⌊(n−1)/2⌋, i + ⌊n/2⌋].
     """
 
+    gradient = True
+
     pointwise = True
 
     def forward(self, lrn: nn.LocalResponseNorm, x: Tensor) -> tuple[Tensor, Tensor]:

@@ -50,6 +50,8 @@ class AddTranspose(Rule):
     over the axes it was broadcast along. Where one tensor feeds several layers,
     the engine sums the signals coming back. Bottleneck: the operands' shapes."""
 
+    gradient = True
+
     def forward(self, op: Any, a: Any, b: Any, alpha: float = 1) -> tuple[Tensor, tuple]:
         y = torch.add(a, b, alpha=alpha) if isinstance(a, Tensor) else a + alpha * b  # never in place
         shapes = tuple(v.shape if isinstance(v, Tensor) else v for v in (a, b))
@@ -70,6 +72,8 @@ class AddTranspose(Rule):
 class SubTranspose(Rule):
     """y = a − b. Reverse: â = ŷ, b̂ = −ŷ, summed over broadcast axes.
     Bottleneck: the operands' shapes."""
+
+    gradient = True
 
     def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
         return a - b, tuple(v.shape if isinstance(v, Tensor) else v for v in (a, b))
@@ -98,6 +102,8 @@ class MulBP(Rule):
     it, the other factor's shape); a product of two signals keeps both as its
     bottleneck."""
 
+    gradient = True
+
     def forward(self, op: Any, a: Any, b: Any) -> tuple[Tensor, tuple]:
         return a * b, (_kept(a, b), _kept(b, a))
 
@@ -119,6 +125,8 @@ class MulBP(Rule):
 class Split(Rule):
     """y = concat(x₁, …, x_k) along an axis. Reverse: split ŷ back into pieces of
     the inputs' sizes. Bottleneck: the sizes."""
+
+    gradient = True
 
     def forward(self, op: Any, tensors: list[Tensor], dim: int = 0) -> tuple[Tensor, tuple]:
         dim = dim % tensors[0].dim()

@@ -70,6 +70,8 @@ class MaxPoolSwitches(Rule):
     (two for windows of more than 256 positions), of the pooled output's shape.
     """
 
+    gradient = True
+
     def forward(self, pool: nn.MaxPool2d, x: Tensor) -> tuple[Tensor, tuple[Tensor, tuple]]:
         kernel, stride, padding, dilation = _window(pool)
         y, index = F.max_pool2d(
@@ -230,6 +232,8 @@ class AveragePool(Rule):
     x̂ = P_hᵀ ŷ P_w. Bottleneck: x's size only.
     """
 
+    gradient = True
+
     def forward(self, pool: nn.Module, x: Tensor) -> tuple[Tensor, tuple]:
         return pool(x), tuple(x.shape[-2:])
 
@@ -305,6 +309,8 @@ class MeanTranspose(Rule):
     """A mean over axes (MNASNet's global pooling ``x.mean([2, 3])``), reversed by its
     transpose: x̂ = ŷ spread evenly, ŷ / (number of averaged elements), over the
     averaged axes. The batch axis must not be averaged. Bottleneck: x's shape."""
+
+    gradient = True
 
     def forward(self, op: Any, x: Tensor, dim: Any = None, keepdim: bool = False, **kwargs: Any) -> tuple[Tensor, tuple]:
         dims = tuple(range(x.dim())) if dim is None else (dim,) if isinstance(dim, int) else tuple(dim)

@@ -20,12 +20,14 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import Tensor
 from torch.nn import Module
 
 from ..window import POINTWISE, Footprint, Window
+
+M = TypeVar("M", bound=Module)
 
 # The signal reversed to a node: a tensor, or {element index: tensor} for a node whose
 # value is a tuple (a layer's several outputs)
@@ -39,6 +41,7 @@ class Rule:
     name: str = ""
     pointwise: bool = False  # the reverse at a position reads the signal and bottleneck there only
     inplace: bool = False  # has reverse_, which overwrites the signal instead of allocating
+    gradient: bool = False  # the reverse is the layer's vector-Jacobian product (the engine's check tests it)
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
@@ -140,6 +143,22 @@ def functional(fn: Any, to_module: Callable[..., Module]) -> None:
     FUNCTIONAL[fn] = to_module
 
 
+def holding(module: M, **tensors: Tensor | None) -> M:
+    """`module` with `tensors` in place of its parameters and buffers of those names (a
+    module built on the meta device for a functional call, F.conv2d(x, w, b) as a Conv2d)."""
+    for name, tensor in tensors.items():
+        delattr(module, name)
+        setattr(module, name, tensor)
+    return module
+
+
+def computed(*values: Any) -> bool:
+    """Whether any of a functional call's arguments is computed in the forward (a graph
+    node, not one of the model's tensors): a weight standardised on the fly, a kernel
+    made from the input."""
+    return any(v is not None and not isinstance(v, Tensor) for v in values)
+
+
 def call(op: Any, args: tuple, kwargs: dict) -> Any:
     """Apply a module, a function or (by name) a method to its arguments."""
     if isinstance(op, str):
@@ -148,6 +167,47 @@ def call(op: Any, args: tuple, kwargs: dict) -> Any:
 
 
 def family_of(op: Any) -> Family | None:
-    """The family of a module (by class, subclasses included) or of a function."""
-    chain = type(op).__mro__ if isinstance(op, Module) else (op,)
-    return next((_BY_OP[key] for key in chain if key in _BY_OP), None)
+    """The family of a module or of a function.
+
+    A module belongs to its class's family, or to that of the nearest registered base
+    class when no class in between changes what the base computes (`computes_as`): a
+    subclass with a ``forward`` of its own (timm's BatchNormAct2d, a weight-standardised
+    Conv2d) is no member, and the tracer goes inside it instead (docs/design.md §1). So
+    is a module with forward hooks, which change its output where the rule cannot see."""
+    if not isinstance(op, Module):
+        return _BY_OP.get(op)
+    if op._forward_hooks or op._forward_pre_hooks:
+        return None
+    base = next((key for key in type(op).__mro__ if key in _BY_OP), None)
+    if base is None or not computes_as(type(op), base, _parametrized(op)):
+        return None
+    return _BY_OP[base]
+
+
+# What a subclass may redefine and still compute as its base: construction, printing,
+# copying and loading, none of which run in the forward.
+_INERT = {
+    "__init__", "__repr__", "extra_repr", "reset_parameters", "__setstate__", "__getstate__", "__deepcopy__",
+    "_load_from_state_dict", "_save_to_state_dict",
+}  # fmt: skip
+
+
+def computes_as(cls: type, base: type, parametrized: frozenset[str] = frozenset()) -> bool:
+    """Whether the module class `cls` computes what its base class `base` does: no class
+    between them redefines a method or property of `base` (``forward``, ``_conv_forward``,
+    a ``weight`` property, ...) other than the inert ones, or the tensors that
+    ``torch.nn.utils.parametrize`` computes (`parametrized`), which the rules read as the
+    forward does."""
+    for klass in cls.__mro__[: cls.__mro__.index(base)]:
+        for name, value in vars(klass).items():
+            if name in _INERT or name in parametrized or not hasattr(base, name):
+                continue
+            if callable(value) or isinstance(value, (property, classmethod, staticmethod)):
+                return False
+    return True
+
+
+def _parametrized(module: Module) -> frozenset[str]:
+    """The names of a module's tensors computed by torch.nn.utils.parametrize."""
+    parametrizations = module._modules.get("parametrizations")  # a ModuleDict, name to parametrization
+    return frozenset(parametrizations._modules) if parametrizations is not None else frozenset()

@@ -64,6 +64,8 @@ class ReluBP(Rule):
     """x̂ = ŷ ⊙ [x > 0]: backpropagation (SaliNet). Bottleneck: the mask [x > 0]
     ([0 < x < 6] for ReLU6), one bit per element, held as bits."""
 
+    gradient = True
+
     pointwise = inplace = True
 
     def forward(self, relu: nn.Module, x: Tensor) -> tuple[Tensor, PackedMask]:
@@ -84,6 +86,8 @@ class ReluBP(Rule):
 @rule(RELU, "hybrid")
 class ReluHybrid(ReluBP):
     """x̂ = max(ŷ, 0) ⊙ [x > 0]: DeSaliNet (guided backprop). Bottleneck: [x > 0]."""
+
+    gradient = False
 
     def reverse(self, relu: nn.Module, grad: Tensor, mask: PackedMask) -> Tensor:
         return mask.mask_(grad.clamp(min=0))

@@ -19,6 +19,7 @@ RESHAPE = family(
     torch.Tensor.view, torch.unsqueeze, torch.Tensor.unsqueeze,
 )  # fmt: skip
 INDEX = family("Index", operator.getitem)
+PAD = family("Pad", F.pad, nn.ConstantPad1d, nn.ConstantPad2d, nn.ConstantPad3d)  # and the ZeroPad*d subclasses
 functional(F.dropout, lambda input, p=0.5, training=True, inplace=False: nn.Dropout(p))
 
 
@@ -27,6 +28,8 @@ functional(F.dropout, lambda input, p=0.5, training=True, inplace=False: nn.Drop
 class PassThrough(Rule):
     """x̂ = ŷ. Dropout is taken in evaluation mode (the identity), whatever the
     module's training flag says. Bottleneck: none."""
+
+    gradient = True
 
     pointwise = True
 
@@ -45,6 +48,8 @@ class Unreshape(Rule):
     ``unsqueeze``. Bottleneck: x's shape only.
     """
 
+    gradient = True
+
     def forward(self, op: Any, x: Tensor, *args: Any, **kwargs: Any) -> tuple[Tensor, Size]:
         return op(x, *args, **kwargs), x.shape[1:]
 
@@ -61,9 +66,13 @@ class Unindex(Rule):
     element alone: the signal is {i: ŷ}, the tuple's other elements get none.
     """
 
+    gradient = True
+
     def forward(self, op: Any, x: Any, index: Any) -> tuple[Any, Any]:
-        if not isinstance(x, Tensor):
-            return x[index], index
+        if not isinstance(x, Tensor):  # an element of a tuple, counted from the front (spx[-1] is spx[3])
+            if not isinstance(index, int):
+                raise NotImplementedError("a slice of a layer's several outputs")
+            return x[index], index % len(x)
         index = index if isinstance(index, tuple) else (index,)
         if index and index[0] is not Ellipsis and index[0] != slice(None):
             raise NotImplementedError("indexing the batch axis")
@@ -76,3 +85,24 @@ class Unindex(Rule):
         out = grad.new_zeros(grad.shape[0], *shape)
         out[index] = grad
         return out
+
+
+@rule(PAD, "bp")
+class Unpad(Rule):
+    """Constant padding (``F.pad(x, p, value=v)``, ``nn.ZeroPad2d``; timm pads before
+    its same-padding convolutions) reversed by its transpose, the crop:
+    x̂ = ŷ without the padded border, ``F.pad(ŷ, −p)`` (a negative pad, a crop in the
+    forward, is zero-filled back). Bottleneck: p.
+    """
+
+    gradient = True
+
+    def forward(self, op: Any, x: Tensor, pad: Any = None, mode: str = "constant", value: Any = None) -> tuple[Tensor, tuple]:
+        if isinstance(op, nn.Module):  # nn.ConstantPad2d, nn.ZeroPad2d
+            pad, value = op.padding, op.value
+        if mode != "constant":
+            raise NotImplementedError(f"padding mode {mode!r}")
+        return F.pad(x, pad, value=value), tuple(pad)
+
+    def reverse(self, op: Any, grad: Tensor, pad: tuple) -> Tensor:
+        return F.pad(grad, [-p for p in pad])
