@@ -124,7 +124,9 @@ class Recording:
             raise UsageError("record at least one variant")
         self._bottleneck: dict[tuple[fx.Node, Any], Any] = {}
         self._tensor_inputs: dict[fx.Node, list[fx.Node]] = {}  # the inputs signals go back to
-        self._uncovered = dict(self.graph.unfaithful)  # steps whose rule refused their case (or the guard it): why
+        self._checks = guard.checks(self.graph)
+        # steps whose rule refused their case (or the guard the rule): why
+        self._uncovered = {n: self._checks.unfaithful[n.name] for n in self.graph.nodes if n.name in self._checks.unfaithful}
         self._geometry = geometry(x)
         h, w = x.shape[-2:]
         self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: (h, w)}  # maps' (H, W)
@@ -136,10 +138,10 @@ class Recording:
         with evaluation(self.graph.model):
             self.activations = self._forward(x, loaded)
         unchecked = {node: self.activations[name] for name, node in self.targets.items()
-                     if (self._geometry, node) not in self.graph.checked}  # fmt: skip
+                     if (self._geometry, node.name) not in self._checks.passed}  # fmt: skip
         if unchecked:  # the guard, once per layer and input geometry (reversenet.guard)
             guard.layers(self.graph, x, unchecked)
-            self.graph.checked.update((self._geometry, node) for node in unchecked)
+            self._checks.passed.update((self._geometry, node.name) for node in unchecked)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
             where = list(places)
             more = f" and {len(where) - 1} more" if len(where) > 1 else ""
@@ -216,8 +218,8 @@ class Recording:
     def _check(self, step: Step, rule: Rule, y: Any, r: Any, values: dict[fx.Node, Any]) -> str | None:
         """The guard at one step, once per rule and input geometry: why the rule does not
         compute the model's operation there (reversenet.guard), or None."""
-        key = (self._geometry, step.node, type(rule))
-        if rule is FALLBACK or key in self.graph.checked:
+        key = (self._geometry, step.node.name, type(rule))
+        if rule is FALLBACK or key in self._checks.passed:
             return None
         live = [n for n in self._tensor_inputs[step.node] if n in self.graph.live]
 
@@ -230,9 +232,9 @@ class Recording:
 
         why = guard.step_differs(self.graph, step.node, y, values, live, reverse if rule.gradient and live else None)
         if why is None:
-            self.graph.checked.add(key)
+            self._checks.passed.add(key)
             return None
-        self.graph.unfaithful[step.node] = why = f"{why}, so it has no rule"
+        self._checks.unfaithful[step.node.name] = why = f"{why}, so it has no rule"
         return why
 
     def _rule(self, step: Step, variant: Variant, warn: bool = False) -> Rule:
@@ -487,7 +489,7 @@ class Recording:
         grad = cast(Tensor, grad)
         try:
             if window is None or window.is_whole:
-                r = _tile(r, (b - a) // n, n)
+                r = _tile(r, (b - a) // n, n) if rule.tiled else r
                 return rule.reverse_(step.op, grad, r) if inplace else rule.reverse(step.op, grad, r)
             window = window.rows_of(a, b)
             r = crop_bottleneck(r, window, self._extent[step.node], n)

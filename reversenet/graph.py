@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import hashlib
 import operator
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any, cast
 
 import torch
@@ -21,7 +23,7 @@ class _Tracer(fx.Tracer):
     through modules with forward hooks, which change what the module computes."""
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if m._forward_hooks or m._forward_pre_hooks:
+        if m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m):
             return False
         return family_of(m) is not None or super().is_leaf_module(m, qualname)
 
@@ -161,8 +163,6 @@ class Graph:
         self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
         self.geometry: tuple | None = None  # the input geometry a shape-specialised graph holds for
         self._specialised: dict[tuple, Graph] = {}
-        self.checked: set[tuple] = set()  # what reversenet.guard found faithful, per input geometry
-        self.unfaithful: dict[fx.Node, str] = {}  # nodes whose rule the guard refused: why
         with evaluation(model):  # trace the evaluation-mode network (no auxiliary heads)
             try:
                 self.fx = _Tracer().trace(model)
@@ -201,6 +201,13 @@ class Graph:
         if key not in self._specialised:
             self._specialised[key] = Graph(self.model, self.aliases, example=x)
         return self._specialised[key]
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """What identifies this trace: the model's modules (which objects, of which
+        classes, under which names) and the operations of the graph."""
+        modules = ";".join(f"{name}:{type(m).__qualname__}:{id(m)}" for name, m in self.model.named_modules())
+        return hashlib.sha256(f"{modules}\n{self.fx}".encode()).hexdigest()
 
     def names(self) -> list[str]:
         """Every name `resolve` accepts: module names, aliases and node names."""
@@ -393,7 +400,22 @@ def _untraceable(model: nn.Module, exc: Exception, data_dependent: bool | None =
         hint = "reversenet needs a forward whose control flow depends on the input's shape only, not its values"
     else:
         hint = "the model's forward fails on this input"
-    return ReversenetError(f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); {hint}")
+    return ReversenetError(
+        f"cannot trace {type(model).__name__} with torch.fx{_culprit(model, exc)} ({type(exc).__name__}: "
+        f"{first_line(exc)}); {hint}"
+    )
+
+
+def _culprit(model: nn.Module, exc: BaseException) -> str:
+    """' in NAME (Type)': the innermost of the model's modules whose code raised `exc`."""
+    names = {id(m): name for name, m in model.named_modules()}
+    where, tb = "", exc.__traceback__
+    while tb is not None:
+        module = tb.tb_frame.f_locals.get("self")
+        if isinstance(module, nn.Module) and id(module) in names:
+            where = f" in {names[id(module)] or 'its forward'} ({type(module).__name__})"
+        tb = tb.tb_next
+    return where
 
 
 def paper_aliases(model: nn.Module) -> dict[str, str]:

@@ -22,7 +22,9 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass, field
 from typing import Any, cast
+from weakref import WeakKeyDictionary
 
 import torch
 from torch import Tensor, fx, nn
@@ -36,6 +38,26 @@ from .rules.fallback import copies
 # values: float32 summed in another order differs by about 1e-6, a left-out activation
 # or a wrong weight by about 1.
 TOLERANCE = 1e-3
+
+
+@dataclass
+class Checks:
+    """What the guard found for one traced model: the (input geometry, node name, rule)
+    and (input geometry, layer name) it passed, and the nodes whose rule it refused."""
+
+    passed: set[tuple] = field(default_factory=set)
+    unfaithful: dict[str, str] = field(default_factory=dict)
+
+
+# Per model (weakly: a model is not kept alive), per trace: graphs traced again from the
+# same modules into the same operations share what was checked (reversenet.reverse traces
+# each call); weights may change in between, what is checked does not depend on them.
+_CHECKS: WeakKeyDictionary[nn.Module, dict[str, Checks]] = WeakKeyDictionary()
+
+
+def checks(graph: Graph) -> Checks:
+    """What the guard has found for `graph`'s model and trace."""
+    return _CHECKS.setdefault(graph.model, {}).setdefault(graph.fingerprint, Checks())
 
 
 def difference(ours: Any, theirs: Any) -> float:

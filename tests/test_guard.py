@@ -129,6 +129,9 @@ def test_subclasses_are_no_members_of_their_base_family_unless_they_only_constru
     assert family_of(NormAct(3)) is None
     assert family_of(LeakyReLU()) is None
     assert family_of(Renamed(3, 3, 3)) is FAMILIES["Conv2d"]
+    patched = nn.ReLU()
+    patched.forward = lambda x: x.abs()
+    assert family_of(patched) is None
 
 
 def test_a_subclass_without_a_rule_for_what_it_runs_is_refused_with_its_module_named():
@@ -201,15 +204,21 @@ def test_the_guard_refuses_a_rule_whose_reverse_is_not_the_transpose(monkeypatch
     assert relative_error(pictures(model, x)["salinet+bp"], gradient(model, x)) < 1e-5  # the fallback instead
 
 
-def test_the_guard_runs_once_per_input_geometry(monkeypatch):
+def test_the_guard_runs_once_per_model_and_input_geometry(monkeypatch):
     from reversenet import guard
 
     calls = []
     monkeypatch.setattr(guard, "layers", lambda *args: calls.append(args[1].shape))
-    graph = Graph(net(), example=torch.randn(1, 3, 16, 16))
+    model = net(SamePad(8, 8, 3, stride=2))
+    graph = Graph(model, example=torch.randn(1, 3, 16, 16))
     for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (2, 3, 16, 16)]:
-        reversenet.Recording(graph, torch.randn(shape), layer="output", variants=["salinet"])
+        reversenet.Recording(graph, torch.randn(shape), layer="output", variants=["salinet+bp"])
+    for _ in range(2):  # traced again per call, checked once
+        reversenet.reverse(model, torch.randn(2, 3, 16, 16), layer="output", variant="salinet+bp")
     assert calls == [(1, 3, 16, 16), (2, 3, 16, 16)]
+    model[0] = nn.Conv2d(3, 8, 3, padding=1)  # another module: checked again
+    reversenet.reverse(model, torch.randn(2, 3, 16, 16), layer="output", variant="salinet+bp")
+    assert calls == [(1, 3, 16, 16), (2, 3, 16, 16), (2, 3, 16, 16)]
 
 
 class Halves(nn.Module):

@@ -19,6 +19,7 @@ class VectorJacobian(Rule):
     """
 
     family, name = "fallback", "bp"
+    tiled = False  # the bottleneck is the operation's own arguments, which may fix the batch size
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
         return call(op, *copies(args, kwargs)), (args, kwargs)
@@ -44,12 +45,19 @@ class VectorJacobian(Rule):
             primals = (leaves[i].detach() for i in where)
             # two values: torch types the result for has_aux=True too (a third value, aux)
             out, vjp = cast(tuple[Any, Callable[..., Any]], torch.func.vjp(apply, *primals))
+        # K signals per recorded output, stacked along the first axis: one pullback each
+        first = out[0] if isinstance(out, tuple) else out
+        signal = next(iter(grad.values())) if isinstance(grad, dict) else grad
+        rows = first.shape[0] if first.dim() else len(signal)
+        pulled = []
+        for a in range(0, len(signal), rows):
             cotangents: Tensor | tuple[Tensor, ...]
             if isinstance(grad, dict):  # signals for some elements of a tuple output
-                cotangents = tuple(grad.get(i, torch.zeros_like(o)) for i, o in zip(positions, out))
+                cotangents = tuple(grad[i][a : a + rows] if i in grad else torch.zeros_like(o) for i, o in zip(positions, out))
             else:
-                cotangents = grad
-            grads = dict(zip(where, vjp(cotangents)))
+                cotangents = grad[a : a + rows]
+            pulled.append(vjp(cotangents))
+        grads = {i: torch.cat(parts) if len(parts) > 1 else parts[0] for i, parts in zip(where, zip(*pulled))}
         return tuple(grads.get(i) for i in tensors)  # None for integer tensors
 
     def bits(self, op: Any, r: tuple) -> float:

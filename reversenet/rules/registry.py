@@ -42,6 +42,7 @@ class Rule:
     pointwise: bool = False  # the reverse at a position reads the signal and bottleneck there only
     inplace: bool = False  # has reverse_, which overwrites the signal instead of allocating
     gradient: bool = False  # the reverse is the layer's vector-Jacobian product (the engine's check tests it)
+    tiled: bool = True  # the engine repeats the bottleneck for K signals per image; else the rule takes K itself
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Tensor, Any]:
         raise NotImplementedError
@@ -173,10 +174,11 @@ def family_of(op: Any) -> Family | None:
     class when no class in between changes what the base computes (`computes_as`): a
     subclass with a ``forward`` of its own (timm's BatchNormAct2d, a weight-standardised
     Conv2d) is no member, and the tracer goes inside it instead (docs/design.md §1). So
-    is a module with forward hooks, which change its output where the rule cannot see."""
+    is a module with forward hooks, which change its output where the rule cannot see, or
+    with a ``forward`` set on the instance."""
     if not isinstance(op, Module):
         return _BY_OP.get(op)
-    if op._forward_hooks or op._forward_pre_hooks:
+    if op._forward_hooks or op._forward_pre_hooks or "forward" in vars(op):  # hooked, or a forward of its own
         return None
     base = next((key for key in type(op).__mro__ if key in _BY_OP), None)
     if base is None or not computes_as(type(op), base, _parametrized(op)):
