@@ -250,3 +250,33 @@ def test_the_guard_checks_reverses_into_tuples(monkeypatch):
     with pytest.warns(UserWarning, match=r"getitem_\d \(getitem\), its rule's reverse is not the layer's transpose"):
         rec = reversenet.Recording(model, x, layer="output", variants=["salinet+bp"])
     assert relative_error(rec.reverse(_top(rec.activation), "salinet+bp"), gradient(model, x)) < 1e-5
+
+
+class GroupCentred(nn.Module):
+    """EvoNorm's grouping in small: an expand that names the batch size."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv = nn.Conv2d(3, 8, 3, padding=1)
+
+    def forward(self, x):
+        y = self.conv(x)
+        n, c, h, w = y.shape
+        g = y.view(n, 2, c // 2, h, w)
+        centred = g - g.mean(2, keepdim=True).expand(n, 2, c // 2, h, w)
+        return centred.view(n, c, h, w).relu().mean((2, 3))
+
+
+def test_several_signals_per_image_through_an_operation_that_names_the_batch_size():
+    model, x = GroupCentred().eval(), torch.randn(2, 3, 8, 8)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # expand: the fallback
+        rec = reversenet.Recording(model, x, layer="output", variants=["salinet+bp"])
+    signals = torch.zeros(3, 2, 8)
+    for k in range(3):
+        signals[k, :, k] = 1.0
+    got = rec.reverse(signals, "salinet+bp")
+    for k in range(3):
+        xx = x.clone().requires_grad_(True)
+        expected = torch.autograd.grad(model(xx), xx, signals[k])[0]
+        assert relative_error(got[k], expected) < 1e-5
