@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import inspect
 import operator
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
@@ -68,15 +70,22 @@ def _stack(node: fx.Node) -> list[str]:
 
 
 class Graph:
-    """The traced graph of `model`; the model itself is not modified."""
+    """The traced graph of `model`; the model itself is not modified.
 
-    def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None):
+    `none` names forward parameters that are None in the calls the graph serves (an
+    optional input left out): they are traced as the constant None, so that a forward
+    that tests ``if x2 is not None`` takes the branch of such calls. `input` is the list
+    of the other parameters' placeholders, in the forward's order.
+    """
+
+    def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None, none: frozenset[str] = frozenset()):
         self.model = model
+        self.none = none
         self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
         modes = {m: m.training for m in model.modules()}
         try:  # trace the evaluation-mode network (no auxiliary heads), then restore
             model.eval()
-            self.fx = _Tracer().trace(model)
+            self.fx = _Tracer().trace(model, dict.fromkeys(none) or None)
         except Exception as exc:  # tracing runs user code: any failure is the model's
             raise ReversenetError(
                 f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); "
@@ -86,10 +95,9 @@ class Graph:
             for m, training in modes.items():
                 m.training = training
         self.nodes = list(self.fx.nodes)
-        inputs = [n for n in self.nodes if n.op == "placeholder"]
-        if len(inputs) != 1:
-            raise ReversenetError(f"{type(model).__name__}.forward must take one tensor, not {len(inputs)}")
-        self.input = inputs[0]
+        # torch.fx makes one placeholder per parameter, in order, one traced as None too
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        self.input = [n for n, name in zip(placeholders, inspect.signature(model.forward).parameters) if name not in none]
 
     def names(self) -> list[str]:
         """Every name `resolve` accepts: module names, aliases and node names."""
@@ -200,6 +208,16 @@ class Graph:
             for n in self.nodes
             if isinstance(n.meta.get("tensor_meta"), TensorMetadata)
         }
+
+
+def none_parameters(model: nn.Module, args: Sequence[object]) -> frozenset[str]:
+    """The parameters of `model`'s forward that are None in a call with positional `args`:
+    given as None, or left out where their default is None."""
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    if len(args) > len(parameters) and all(p.kind != p.VAR_POSITIONAL for p in parameters):
+        raise UsageError(f"{type(model).__name__}.forward takes {len(parameters)} arguments, got {len(args)}")
+    given = dict(zip((p.name for p in parameters), args))
+    return frozenset(p.name for p in parameters if given.get(p.name, p.default) is None)
 
 
 def paper_aliases(model: nn.Module) -> dict[str, str]:
