@@ -215,7 +215,7 @@ def none_parameters(model: nn.Module, args: Sequence[object]) -> frozenset[str]:
     given as None, or left out where their default is None."""
     parameters = list(inspect.signature(model.forward).parameters.values())
     if len(args) > len(parameters) and all(p.kind != p.VAR_POSITIONAL for p in parameters):
-        raise UsageError(f"{type(model).__name__}.forward takes {len(parameters)} arguments, got {len(args)}")
+        raise UsageError(f"too many arguments for {type(model).__name__}.forward: {len(args)} given, it takes {len(parameters)}")
     given = dict(zip((p.name for p in parameters), args))
     return frozenset(p.name for p in parameters if given.get(p.name, p.default) is None)
 

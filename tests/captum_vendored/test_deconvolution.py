@@ -9,13 +9,13 @@ from typing import Any, Tuple, Union
 
 import torch
 from captum._utils.typing import TensorOrTupleOfTensorsGeneric
-from captum.attr._core.guided_backprop_deconvnet import Deconvolution
-from captum.attr._core.neuron.neuron_guided_backprop_deconvnet import (
+from captum_vendored.swap import Deconvolution
+from captum_vendored.swap import (
     NeuronDeconvolution,
 )
-from captum.testing.helpers import BaseTest
-from captum.testing.helpers.basic import assertTensorAlmostEqual
-from captum.testing.helpers.basic_models import BasicModel_ConvNet_One_Conv
+from captum_vendored.testing.helpers import BaseTest
+from captum_vendored.testing.helpers.basic import assertTensorAlmostEqual
+from captum_vendored.testing.helpers.basic_models import BasicModel_ConvNet_One_Conv
 from torch.nn import Module
 
 

@@ -7,13 +7,13 @@ from typing import Any, List, Tuple, Union
 
 import torch
 from captum._utils.typing import TensorLikeList, TensorOrTupleOfTensorsGeneric
-from captum.attr._core.guided_backprop_deconvnet import GuidedBackprop
-from captum.attr._core.neuron.neuron_guided_backprop_deconvnet import (
+from captum_vendored.swap import GuidedBackprop
+from captum_vendored.swap import (
     NeuronGuidedBackprop,
 )
-from captum.testing.helpers import BaseTest
-from captum.testing.helpers.basic import assertTensorAlmostEqual
-from captum.testing.helpers.basic_models import BasicModel_ConvNet_One_Conv
+from captum_vendored.testing.helpers import BaseTest
+from captum_vendored.testing.helpers.basic import assertTensorAlmostEqual
+from captum_vendored.testing.helpers.basic_models import BasicModel_ConvNet_One_Conv
 from torch.nn import Module
 
 

@@ -6,19 +6,19 @@ from typing import cast, Optional, Tuple, Union
 import torch
 from captum._utils.typing import TensorOrTupleOfTensorsGeneric
 from captum.attr._core.noise_tunnel import NoiseTunnel
-from captum.attr._core.saliency import Saliency
+from captum_vendored.swap import Saliency
 
-from captum.testing.attr.helpers.get_config_util import (
+from captum_vendored.testing.attr.helpers.get_config_util import (
     get_basic_config,
     get_multiargs_basic_config,
     get_multiargs_basic_config_large,
 )
-from captum.testing.helpers.basic import (
+from captum_vendored.testing.helpers.basic import (
     assertTensorAlmostEqual,
     assertTensorTuplesAlmostEqual,
     BaseTest,
 )
-from captum.testing.helpers.classification_models import SoftmaxModel
+from captum_vendored.testing.helpers.classification_models import SoftmaxModel
 from torch import Tensor
 from torch.nn import Module
 
