@@ -139,8 +139,8 @@ class ReversedNetwork(GradientAttribution):
     ) -> Inputs:
         """Record `inputs` (and the extra `args`) up to `layer` (or its input), reverse the
         signal made from its output; pictures as captum returns them."""
-        single = isinstance(inputs, Tensor)
-        xs = (inputs,) if isinstance(inputs, Tensor) else tuple(inputs)
+        single = not isinstance(inputs, (tuple, list))
+        xs = (inputs,) if single else tuple(inputs)  # checked by Recording
         extra = _format_additional_forward_args(args) or ()
         graph = self._graph((*xs, *extra))
         name = self._layer_name(layer if layer is not None else self.layer)
