@@ -277,7 +277,8 @@ class NeuronReversedNetwork(NeuronAttribution, GradientAttribution):
             the layer's output.
         """
         signal = lambda y: self.signal(y, neuron_selector)
-        return self.reversed._attribute(inputs, additional_forward_args, None, signal, to_input=attribute_to_neuron_input)
+        to_input = attribute_to_neuron_input
+        return self.reversed._attribute(inputs, additional_forward_args, None, signal, to_input=to_input)
 
     def attribute_future(self) -> None:
         """Not implemented, as for captum's own gradient methods."""
@@ -314,11 +315,12 @@ class NeuronReversedNetwork(NeuronAttribution, GradientAttribution):
                 raise UsageError(
                     f"neuron_selector {neuron_selector!r} does not fit the output of shape {tuple(output.shape)}: {exc}"
                 ) from None
-            if not isinstance(selected, Tensor) or not selected.requires_grad or selected.numel() not in (1, len(output)):
+            fits = isinstance(selected, Tensor) and selected.requires_grad and selected.numel() in (1, len(output))
+            if not fits:
                 got = tuple(selected.shape) if isinstance(selected, Tensor) else type(selected).__name__
                 raise UsageError(
-                    f"neuron_selector must give one value of the layer's output (shape {tuple(output.shape)}) per image, "
-                    f"got {got}"
+                    f"neuron_selector must give one value of the layer's output (shape {tuple(output.shape)}) "
+                    f"per image, got {got}"
                 )
             (signal,) = torch.autograd.grad(selected.sum(), probe)
         return signal

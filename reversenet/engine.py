@@ -652,8 +652,8 @@ def _checked(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
 def _joined(picture: Tensor | tuple[Tensor, ...]) -> Tensor:
     """(K, N, ...) pictures, of one input or several, as one (K, N, M): flattened per signal
     and image, joined."""
-    parts = (picture,) if isinstance(picture, Tensor) else picture
-    return torch.cat([p.reshape(*p.shape[:2], -1) for p in parts], 2)
+    parts = [p.reshape(*p.shape[:2], -1) for p in ((picture,) if isinstance(picture, Tensor) else picture)]
+    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
 
 
 def _carries_tensors(value: Any) -> bool:

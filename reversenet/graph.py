@@ -73,19 +73,22 @@ class Graph:
     """The traced graph of `model`; the model itself is not modified.
 
     `none` names forward parameters that are None in the calls the graph serves (an
-    optional input left out): they are traced as the constant None, so that a forward
-    that tests ``if x2 is not None`` takes the branch of such calls. `input` is the list
-    of the other parameters' placeholders, in the forward's order.
+    optional input left out; by default those whose default is None): they are traced as
+    the constant None, so that a forward that tests ``if x2 is not None`` takes the branch
+    of such calls. `input` is the list of the other parameters' placeholders, in the
+    forward's order.
     """
 
-    def __init__(self, model: nn.Module, aliases: dict[str, str] | None = None, none: frozenset[str] = frozenset()):
+    def __init__(
+        self, model: nn.Module, aliases: dict[str, str] | None = None, none: frozenset[str] | None = None
+    ):
         self.model = model
-        self.none = none
+        self.none = none_parameters(model, ()) if none is None else none
         self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
         modes = {m: m.training for m in model.modules()}
         try:  # trace the evaluation-mode network (no auxiliary heads), then restore
             model.eval()
-            self.fx = _Tracer().trace(model, dict.fromkeys(none) or None)
+            self.fx = _Tracer().trace(model, dict.fromkeys(self.none) or None)
         except Exception as exc:  # tracing runs user code: any failure is the model's
             raise ReversenetError(
                 f"cannot trace {type(model).__name__} with torch.fx ({type(exc).__name__}: {first_line(exc)}); "
@@ -97,7 +100,8 @@ class Graph:
         self.nodes = list(self.fx.nodes)
         # torch.fx makes one placeholder per parameter, in order, one traced as None too
         placeholders = [n for n in self.nodes if n.op == "placeholder"]
-        self.input = [n for n, name in zip(placeholders, inspect.signature(model.forward).parameters) if name not in none]
+        names = inspect.signature(model.forward).parameters
+        self.input = [n for n, name in zip(placeholders, names) if name not in self.none]
 
     def names(self) -> list[str]:
         """Every name `resolve` accepts: module names, aliases and node names."""
@@ -215,7 +219,9 @@ def none_parameters(model: nn.Module, args: Sequence[object]) -> frozenset[str]:
     given as None, or left out where their default is None."""
     parameters = list(inspect.signature(model.forward).parameters.values())
     if len(args) > len(parameters) and all(p.kind != p.VAR_POSITIONAL for p in parameters):
-        raise UsageError(f"too many arguments for {type(model).__name__}.forward: {len(args)} given, it takes {len(parameters)}")
+        raise UsageError(
+            f"too many arguments for {type(model).__name__}.forward: {len(args)} given, it takes {len(parameters)}"
+        )
     given = dict(zip((p.name for p in parameters), args))
     return frozenset(p.name for p in parameters if given.get(p.name, p.default) is None)
 

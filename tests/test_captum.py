@@ -157,7 +157,8 @@ def gradients(f, inputs):
 def test_several_inputs_get_autograds_gradient_each():
     net, (image, depth) = two_branch(), pair()
     bias = torch.randn(3, 8, 16, 16, generator=torch.Generator().manual_seed(5))
-    ours = ReversedNetwork(net, "salinet").attribute((image, depth), target=[1, 4, 7], additional_forward_args=(0.5, bias))
+    explain = ReversedNetwork(net, "salinet")
+    ours = explain.attribute((image, depth), target=[1, 4, 7], additional_forward_args=(0.5, bias))
     theirs = gradients(lambda a, b: net(a, b, 0.5, bias)[range(3), [1, 4, 7]], (image, depth))
     assert isinstance(ours, tuple) and len(ours) == 2
     for o, t in zip(ours, theirs):
@@ -184,7 +185,8 @@ def test_an_optional_input_given_or_left_out_equals_captums(variant, given, extr
     net, inputs = two_branch(), pair()[:given]
     ours = ReversedNetwork(net, variant).attribute(inputs, target=2, additional_forward_args=extra)
     captum = PEERS[variant](net)
-    theirs = captum.attribute(tuple(x.clone().requires_grad_(True) for x in inputs), target=2, additional_forward_args=extra)
+    leaves = tuple(x.clone().requires_grad_(True) for x in inputs)
+    theirs = captum.attribute(leaves, target=2, additional_forward_args=extra)
     assert len(ours) == given
     for o, t in zip(ours, theirs):
         assert relative_error(o, t) < 1e-5
