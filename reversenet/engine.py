@@ -7,14 +7,14 @@ import warnings
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, TypeGuard, cast
+from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 import torch
 from torch import Tensor, fx, nn
 
 from . import guard
 from .errors import ReversenetError, UsageError, first_line
-from .graph import Graph, Step, evaluation, geometry
+from .graph import Graph, Step, evaluation, geometry, none_parameters
 from .rules import Rule
 from .rules.fallback import FALLBACK
 from .rules.registry import Signal, tensors_in
@@ -29,6 +29,8 @@ VariantSpec = str | Path | Variant
 # 6.7 s); on a GPU, where a large batch pays, the bound only keeps memory in check.
 CHUNK_BYTES = 16 << 20
 CHUNK_BYTES_GPU = 1 << 30
+# A reverse's result, shaped like the recording's x: one tensor, or a tuple of one per input.
+P = TypeVar("P", bound=Tensor | tuple[Tensor, ...])
 
 
 def _key(step: Step, rule: Rule) -> tuple[fx.Node, Any]:
@@ -49,7 +51,7 @@ def _tile(r: Any, k: int, n: int) -> Any:
     return r
 
 
-class Recording:
+class Recording(Generic[P]):
     """The forward pass of `model` on `x` up to one or several layers, and its bottleneck.
 
     One forward pass records what the reversed networks of `variants` need (ReLU masks,
@@ -62,8 +64,10 @@ class Recording:
     model : torch.nn.Module or reversenet.graph.Graph
         The network, traced with torch.fx; pass a ``Graph`` already traced to trace a
         model used for many batches once.
-    x : torch.Tensor
-        The normalised input, float, shape (N, C, H, W), finite.
+    x : torch.Tensor or tuple of torch.Tensor
+        The normalised input, float, finite, of any rank with the batch first: (N, C, H, W)
+        for images, (N, D) for features. A model of several inputs takes a tuple of them
+        (one batch size); its reverses are then tuples too, one picture per input.
     layer : str or sequence of str
         The layer(s) to record: a module name as in ``model.named_modules()``, a paper
         name (``conv5``, ``pool5``, ``fc8``; docs/design.md §1), a graph node name, or
@@ -73,6 +77,10 @@ class Recording:
         YAML files or ``Variant`` objects.
     aliases : dict of str to str, optional
         Extra layer names, alias to module name; the paper's names are always known.
+    args : sequence, optional
+        The forward's further positional arguments, after x (captum's
+        ``additional_forward_args``): tensors or other values, which get no picture. An
+        argument that is None, or left out with the default None, is traced as None.
 
     Attributes
     ----------
@@ -80,12 +88,15 @@ class Recording:
         Each recorded layer's output, keyed by the name it was asked by.
     layers : list of str
         The recorded layers, in the order asked.
+    input_shapes : list of tuple of int
+        The shape of each input in x.
 
     Raises
     ------
     reversenet.UsageError
-        `x` is not a finite float (N, C, H, W) tensor, a layer does not exist (the error
-        suggests close names), or no layer or variant is given.
+        `x` is not a finite float tensor (N, ...) or a tuple of them, the forward takes
+        other arguments, a layer does not exist (the error suggests close names), or no
+        layer or variant is given.
 
     Examples
     --------
@@ -96,26 +107,46 @@ class Recording:
     torch.Size([2, 256, 6, 6])
     >>> rec.visualize("max", "desalinet", layer="conv5").shape  # (K, N, C, H, W)
     torch.Size([1, 2, 3, 224, 224])
+
+    A model of two inputs, on (N, D) features:
+
+    >>> class Pair(torch.nn.Module):
+    ...     def __init__(self):
+    ...         super().__init__()
+    ...         self.fc = torch.nn.Linear(4, 2)
+    ...     def forward(self, a, b):
+    ...         return self.fc(torch.relu(a) + b)
+    >>> rec = reversenet.Recording(Pair(), (torch.randn(3, 4), torch.randn(3, 4)), layer="output")
+    >>> [p.shape for p in rec.reverse(torch.ones(3, 2), "salinet")]
+    [torch.Size([3, 4]), torch.Size([3, 4])]
     """
 
     def __init__(
         self,
         model: nn.Module | Graph,
-        x: Tensor,
+        x: P,
         *,
         layer: str | Sequence[str],
         variants: Iterable[VariantSpec] = VARIANTS,
         aliases: dict[str, str] | None = None,
+        args: Sequence[Any] = (),
     ):
-        if not isinstance(x, Tensor) or x.dim() != 4 or not x.is_floating_point():
-            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
-            raise UsageError(f"x must be a float tensor (N, C, H, W), got {got}")
-        if not torch.isfinite(x).all():
-            raise UsageError("x has NaN or Inf values")
+        self._single = isinstance(x, Tensor)
+        inputs = _checked((x,) if isinstance(x, Tensor) else x)
         self.layers = [layer] if isinstance(layer, str) else list(dict.fromkeys(layer))
         if not self.layers:
             raise UsageError("record at least one layer")
-        self.graph = (model if isinstance(model, Graph) else Graph(model, aliases, example=x)).at(x)
+        module = model.model if isinstance(model, Graph) else model
+        self._call = (*inputs, *args)  # the forward's arguments, as given
+        none = none_parameters(module, self._call)
+        given = [v for v in self._call if v is not None]
+        if isinstance(model, Graph) and model.none == none:
+            graph = model
+        else:  # traced for this call's None arguments
+            graph = Graph(module, model.aliases if isinstance(model, Graph) else aliases, none, example=given)
+        self.graph = graph.at(given)
+        feed = self._feed(given)
+        self._inputs = self.graph.input[: len(inputs)]  # the placeholders that get pictures
         self.targets = {name: self.graph.resolve(name) for name in self.layers}
         self.steps = self.graph.path(*self.targets.values())
         self._on_path = {t: {s.node for s in self.graph.path(t)} for t in set(self.targets.values())}
@@ -127,20 +158,24 @@ class Recording:
         self._checks = guard.checks(self.graph)
         # steps whose rule refused their case (or the guard the rule): why
         self._uncovered = {n: self._checks.unfaithful[n.name] for n in self.graph.nodes if n.name in self._checks.unfaithful}
-        self._geometry = geometry(x)
-        h, w = x.shape[-2:]
-        self._extent: dict[fx.Node, tuple[int, int]] = {self.graph.input: (h, w)}  # maps' (H, W)
-        self._numel = {self.graph.input: x[0].numel()}  # elements per image of each step's output
+        self._geometry = geometry(given)
+        tensors = {node: v for node, v in feed.items() if isinstance(v, Tensor) and v.dim()}
+        # maps' (H, W): receptive-field windows are of (N, C, H, W) maps only
+        self._extent: dict[fx.Node, tuple[int, int]] = {
+            node: (v.shape[-2], v.shape[-1]) for node, v in tensors.items() if v.dim() == 4
+        }
+        self._numel = {node: v[0].numel() for node, v in tensors.items()}  # elements per image of each step's output
         self._elements: dict[fx.Node, list[int]] = {}  # a tuple's positions of tensors, per tuple-valued step
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
-        self.input_shape = tuple(x.shape)
+        self.input_shapes = [tuple(v.shape) for v in inputs]
+        self._n = len(inputs[0])  # the batch
         self._fallbacks: dict[tuple[str, str], dict[str, None]] = {}  # (variant, layer type): where, in order
         with evaluation(self.graph.model):
-            self.activations = self._forward(x, loaded)
+            self.activations = self._forward(feed, loaded)
         unchecked = {node: self.activations[name] for name, node in self.targets.items()
                      if (self._geometry, node.name) not in self._checks.passed}  # fmt: skip
         if unchecked:  # the guard, once per layer and input geometry (reversenet.guard)
-            guard.layers(self.graph, x, unchecked)
+            guard.layers(self.graph, self._call, unchecked)
             self._checks.passed.update((self._geometry, node.name) for node in unchecked)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
             where = list(places)
@@ -163,9 +198,17 @@ class Recording:
         """The recorded layer's output, when there is one layer."""
         return self.activations[self.layer]
 
-    def _forward(self, x: Tensor, variants: list[Variant]) -> dict[str, Tensor]:
+    def _feed(self, given: list[Any]) -> dict[fx.Node, Any]:
+        """The value of each placeholder: the arguments given, then the defaults."""
+        placeholders = self.graph.input
+        for node in placeholders[len(given) :]:
+            if not node.args:
+                raise UsageError(f"{type(self.graph.model).__name__}.forward needs argument {node.target!r}")
+        return dict(zip(placeholders, [*given, *(node.args[0] for node in placeholders[len(given) :])]))
+
+    def _forward(self, feed: dict[fx.Node, Any], variants: list[Variant]) -> dict[str, Tensor]:
         last_use = {n: i for i, step in enumerate(self.steps) for n in step.inputs}
-        values: dict[fx.Node, Any] = {self.graph.input: x}
+        values = dict(feed)
         kept: dict[fx.Node, Any] = {}
         with torch.no_grad():
             for i, step in enumerate(self.steps):
@@ -175,10 +218,12 @@ class Recording:
                 for node in step.inputs:
                     if last_use[node] == i:
                         values.pop(node, None)
-        out = {name: kept.get(node, x) for name, node in self.targets.items()}
-        for name, y in out.items():
+        out = {}
+        for name, node in self.targets.items():
+            y = kept.get(node, feed.get(node))  # a layer may be an input
             if not isinstance(y, Tensor):
                 raise UsageError(f"layer {name!r} outputs {type(y).__name__}, not a tensor")
+            out[name] = y
         return out
 
     def _run(self, step: Step, values: dict[fx.Node, Any], variants: list[Variant]) -> Any:
@@ -311,13 +356,13 @@ class Recording:
         self, size: str, variant: VariantSpec, layer: str | None
     ) -> list[tuple[Step, Rule, float]]:
         """(step, rule, rule.<size>(its bottleneck) / batch) along the path to `layer`."""
-        n = self.input_shape[0]
+        n = self._n
         measure = lambda step, rule: getattr(rule, size)(step.op, self._bottleneck[_key(step, rule)])
         return [(step, rule, measure(step, rule) / n) for step, rule in self.rules(variant, layer)]
 
     def reverse(
         self, signal: Tensor, variant: VariantSpec = "desalinet", *, layer: str | None = None, restrict: bool = True
-    ) -> Tensor:
+    ) -> P:
         """Run `signal` back to the input through the reversed network of `variant`.
 
         Parameters
@@ -336,8 +381,9 @@ class Recording:
 
         Returns
         -------
-        torch.Tensor
-            Shape (N, C, H, W) like the input, or (K, N, C, H, W) for K signals per image.
+        torch.Tensor or tuple of torch.Tensor
+            Shape (N, C, H, W) like the input, or (K, N, C, H, W) for K signals per image;
+            for a tuple of inputs, a tuple of such pictures, one per input.
 
         Raises
         ------
@@ -358,7 +404,7 @@ class Recording:
 
     def reverse_many(
         self, signals: Sequence[tuple[VariantSpec, Tensor]], *, layer: str | None = None, restrict: bool = True
-    ) -> list[Tensor]:
+    ) -> list[P]:
         """`reverse` of several (variant, signal) pairs in one batched pass.
 
         Each layer whose rule the variants share (a convolution, ...) reverses all their
@@ -375,7 +421,7 @@ class Recording:
 
         Returns
         -------
-        list of torch.Tensor
+        list of torch.Tensor, or of tuples of torch.Tensor
             One result per pair, as `reverse` returns it.
         """
         layer = layer or self.layer
@@ -395,7 +441,7 @@ class Recording:
         windows = self._windows(rows, steps, plans, layer) if restrict else {}
         # In chunks of whole copies of the batch (the bottleneck is repeated per copy), so
         # that the widest map (or window) of a chunk's signals stays within the bound.
-        n, limit = self.input_shape[0], CHUNK_BYTES if rows.device.type == "cpu" else CHUNK_BYTES_GPU
+        n, limit = self._n, CHUNK_BYTES if rows.device.type == "cpu" else CHUNK_BYTES_GPU
         size = n * max(1, limit // (self._per_signal(steps, windows) * rows.element_size() * n))
         ends = list(itertools.accumulate(counts))
         results = []
@@ -408,16 +454,22 @@ class Recording:
                 share = [(plan, count) for plan, count in share if count > 0]
                 chunk = {node: window.rows_of(a, b) for node, window in windows.items()}
                 results.append(self._reverse(rows[a:b], [p for p, _ in share], [c for _, c in share], layer, chunk))
-        result = torch.cat(results) if len(results) > 1 else results[0]
-        return [r.view(*s.shape[: s.dim() - len(act)], *self.input_shape) for (_, s), r in zip(signals, result.split(counts))]
+        # per input, every signal's picture, then split per pair
+        split = [(torch.cat(parts) if len(parts) > 1 else parts[0]).split(counts) for parts in zip(*results)]
+        pictures = []
+        for i, (_, s) in enumerate(signals):
+            lead = s.shape[: s.dim() - len(act)]
+            parts = tuple(per_pair[i].view(*lead, *shape) for per_pair, shape in zip(split, self.input_shapes))
+            pictures.append(cast(P, parts[0] if self._single else parts))
+        return pictures
 
     def _reverse(
         self, signal: Tensor, plans: list[list[tuple[Step, Rule]]], counts: list[int], layer: str,
         windows: dict[fx.Node, Window],
-    ) -> Tensor:
+    ) -> list[Tensor]:
         """The reverse of `signal`, whose rows are `counts` signals of each plan in turn, on
-        the `windows` of its nodes ({}: whole maps)."""
-        n = self.input_shape[0]
+        the `windows` of its nodes ({}: whole maps): one picture per input."""
+        n = self._n
         steps = [step for step, _ in plans[0]]
         target = self.targets[layer]
         grads: dict[fx.Node, Signal] = {target: windows[target].crop(signal) if windows else signal}
@@ -452,12 +504,16 @@ class Recording:
                         assert isinstance(g, Tensor)  # windows are of maps
                         g = windows[node].place(g, window.through(footprint, self._extent[node]))
                     grads[node] = _add(grads[node], g) if node in grads else g
-        result = grads.get(self.graph.input)
-        if result is None:  # the layer does not depend on the input
-            return signal.new_zeros(len(signal), *self.input_shape[1:])
-        assert isinstance(result, Tensor)  # the input is a tensor
-        window = windows.get(self.graph.input)
-        return result if window is None or window.is_whole else self._whole(self.graph.input, window.t).place(result, window)
+        pictures = []
+        for node, shape in zip(self._inputs, self.input_shapes):
+            result, window = grads.get(node), windows.get(node)
+            if result is None:  # the layer does not depend on this input
+                result = signal.new_zeros(len(signal), *shape[1:])
+            elif window is not None and not window.is_whole:
+                assert isinstance(result, Tensor)  # the inputs are tensors
+                result = self._whole(node, window.t).place(result, window)
+            pictures.append(cast(Tensor, result))
+        return pictures
 
     def _per_input(self, step: Step, out: Any) -> Iterator[tuple[fx.Node, Signal]]:
         """A reverse's signals paired with the step's inputs. A rule returns one signal per
@@ -519,7 +575,7 @@ class Recording:
             h, w = self._extent[node]
             return -(-self._numel[node] * window.rows.size * window.cols.size // (h * w))
 
-        return max(1, *(elements(node) for node in [self.graph.input, *(step.node for step in steps)]))
+        return max(1, *(elements(node) for node in [*self.graph.input, *(step.node for step in steps)]))
 
     def _windows(
         self, signal: Tensor, steps: list[Step], plans: list[list[tuple[Step, Rule]]], layer: str
@@ -570,12 +626,12 @@ class Recording:
             Shape (K, N, ...): K signals per image, the activation's shape each.
         """
         layer = layer or self.layer
-        reverse = lambda e: self.reverse(e, variant, layer=layer)
+        reverse = lambda e: _joined(self.reverse(e, variant, layer=layer))
         return parse_selector(select).signals(self.activations[layer], reverse=reverse, seed=seed)
 
     def visualize(
         self, select: str | Selector = "max", variant: VariantSpec = "desalinet", *, seed: int = 0, layer: str | None = None
-    ) -> Tensor:
+    ) -> P:
         """Select, then reverse: the picture of a layer.
 
         Parameters
@@ -591,15 +647,15 @@ class Recording:
 
         Returns
         -------
-        torch.Tensor
-            Shape (K, N, C, H, W).
+        torch.Tensor or tuple of torch.Tensor
+            Shape (K, N, C, H, W); for a tuple of inputs, one such tensor per input.
         """
         return self.reverse(self.select(select, variant=variant, seed=seed, layer=layer), variant, layer=layer)
 
     def visualize_many(
         self, select: str | Selector = "max", variants: Iterable[VariantSpec] = VARIANTS, *, seed: int = 0,
         layer: str | None = None,
-    ) -> dict[str, Tensor]:
+    ) -> dict[str, P]:
         """`visualize` for several variants of one recording, in one batched reverse.
 
         Parameters
@@ -615,13 +671,33 @@ class Recording:
 
         Returns
         -------
-        dict of str to torch.Tensor
-            Variant name to its pictures, (K, N, C, H, W).
+        dict of str to torch.Tensor or to tuple of torch.Tensor
+            Variant name to its pictures, (K, N, C, H, W) (one per input for a tuple).
         """
         loaded = [load_variant(v) for v in variants]
         layer = layer or self.layer
         signals = [(v, self.select(select, variant=v, seed=seed, layer=layer)) for v in loaded]
         return {v.name: r for v, r in zip(loaded, self.reverse_many(signals, layer=layer))}
+
+
+def _checked(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
+    """The inputs, if each is a finite float tensor with the batch first, one batch size."""
+    for x in inputs:
+        if not isinstance(x, Tensor) or not x.dim() or not x.is_floating_point():
+            got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
+            raise UsageError(f"x must be a float tensor (N, ...) or a tuple of them, got {got}")
+        if not torch.isfinite(x).all():
+            raise UsageError("x has NaN or Inf values")
+    if not inputs or len({len(x) for x in inputs}) > 1:
+        raise UsageError(f"x must hold tensors of one batch size, got shapes {[tuple(x.shape) for x in inputs]}")
+    return tuple(inputs)
+
+
+def _joined(picture: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """(K, N, ...) pictures, of one input or several, as one (K, N, M): flattened per signal
+    and image, joined."""
+    parts = [p.reshape(*p.shape[:2], -1) for p in ((picture,) if isinstance(picture, Tensor) else picture)]
+    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
 
 
 def _carries_tensors(value: Any) -> bool:

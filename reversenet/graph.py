@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+import inspect
 import operator
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import cached_property
@@ -40,9 +41,9 @@ class _ShapeTracer(_Tracer):
     ``ConvMlp``, padding computed from the input size) runs as for that input. The graph
     holds for inputs of that geometry only. Data-dependent control flow still fails."""
 
-    def __init__(self, examples: tuple[torch.Tensor, ...]):
+    def __init__(self, examples: dict[str, Any]):
         super().__init__()
-        self._examples = iter(examples)
+        self._examples = examples  # per parameter name
         self._concrete = False  # computing a node's value: modules and parameters are real
 
     def proxy(self, node: fx.Node) -> fx.Proxy:
@@ -58,8 +59,8 @@ class _ShapeTracer(_Tracer):
 
     def _evaluate(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
         """The node's value on the example (one forward pass over the trace)."""
-        if kind == "placeholder":
-            return next(self._examples, None)
+        if kind == "placeholder":  # the example, else the parameter's default (None: traced as None)
+            return self._examples.get(target, args[0] if args else None)
         values = fx.node.map_aggregate((args, kwargs), _value)
         self._concrete = True
         try:
@@ -154,37 +155,53 @@ def _stack(node: fx.Node) -> list[str]:
 
 
 class Graph:
-    """The traced graph of `model`; the model itself is not modified."""
+    """The traced graph of `model`; the model itself is not modified.
+
+    `none` names forward parameters that are None in the calls the graph serves (an
+    optional input left out; by default those whose default is None): they are traced as
+    the constant None, so that a forward that tests ``if x2 is not None`` takes the branch
+    of such calls. `input` is the list of the other parameters' placeholders, in the
+    forward's order.
+
+    `example` is an input the graph is for, the values of the forward's other parameters
+    in order: used only where tracing needs the input's geometry (shape-dependent control
+    flow; docs/design.md §9), then the graph holds for inputs of that geometry (`at`).
+    """
 
     def __init__(
-        self, model: nn.Module, aliases: dict[str, str] | None = None, example: torch.Tensor | None = None
+        self, model: nn.Module, aliases: dict[str, str] | None = None, none: frozenset[str] | None = None,
+        example: torch.Tensor | Sequence[Any] | None = None,
     ):
+        example = (example,) if isinstance(example, torch.Tensor) else example
         self.model = model
+        self.none = none_parameters(model, ()) if none is None else none
         self.aliases = paper_aliases(model) if aliases is None else dict(aliases)  # conv5, fc8, … by default
         self.geometry: tuple | None = None  # the input geometry a shape-specialised graph holds for
         self._specialised: dict[tuple, Graph] = {}
+        concrete = dict.fromkeys(self.none) or None
         with evaluation(model):  # trace the evaluation-mode network (no auxiliary heads)
             try:
-                self.fx = _Tracer().trace(model)
+                self.fx = _Tracer().trace(model, concrete)
             except Exception as exc:  # tracing runs user code: any failure is the model's
                 if example is None:
                     raise _untraceable(model, exc) from exc
-                self.fx = self._trace_at(example)
+                self.fx = self._trace_at(example, concrete)
         self.in_place = _unalias(self.fx, model)  # nodes that write into their first argument
         self.nodes = list(self.fx.nodes)
-        inputs = [n for n in self.nodes if n.op == "placeholder"]
-        if len(inputs) != 1:
-            raise ReversenetError(f"{type(model).__name__}.forward must take one tensor, not {len(inputs)}")
-        self.input = inputs[0]
-        self.live = {self.input}  # the nodes that depend on the input; the rest are constants
+        # torch.fx makes one placeholder per parameter, in order, one traced as None too
+        placeholders = [n for n in self.nodes if n.op == "placeholder"]
+        names = inspect.signature(model.forward).parameters
+        self.input = [n for n, name in zip(placeholders, names) if name not in self.none]
+        self.live = set(self.input)  # the nodes that depend on the inputs; the rest are constants
         for node in self.nodes:
             if any(n in self.live for n in node.all_input_nodes):
                 self.live.add(node)
 
-    def _trace_at(self, example: torch.Tensor) -> fx.Graph:
+    def _trace_at(self, example: Sequence[Any], concrete: dict[str, None] | None) -> fx.Graph:
         """The trace with shapes made concrete for `example`'s geometry (`_ShapeTracer`)."""
+        names = [name for name in inspect.signature(self.model.forward).parameters if name not in self.none]
         try:
-            graph = _ShapeTracer((example,)).trace(self.model)
+            graph = _ShapeTracer(dict(zip(names, example))).trace(self.model, concrete)
         except Exception as exc:
             raise _untraceable(self.model, exc, data_dependent=isinstance(exc, fx.proxy.TraceError)) from exc
         for node in graph.nodes:  # the example's activations: not kept
@@ -192,14 +209,15 @@ class Graph:
         self.geometry = geometry(example)
         return graph
 
-    def at(self, x: torch.Tensor) -> Graph:
-        """The graph for inputs like `x`: this one, unless it is specialised to another
-        input geometry (shape-dependent control flow), then one traced for x's (kept)."""
-        if self.geometry is None or self.geometry == geometry(x):
+    def at(self, example: torch.Tensor | Sequence[Any]) -> Graph:
+        """The graph for inputs like `example` (as in `Graph`): this one, unless it is
+        specialised to another input geometry, then one traced for the example's (kept)."""
+        example = (example,) if isinstance(example, torch.Tensor) else example
+        key = geometry(example)
+        if self.geometry is None or self.geometry == key:
             return self
-        key = geometry(x)
         if key not in self._specialised:
-            self._specialised[key] = Graph(self.model, self.aliases, example=x)
+            self._specialised[key] = Graph(self.model, self.aliases, self.none, example)
         return self._specialised[key]
 
     @cached_property
@@ -386,9 +404,11 @@ def evaluation(model: nn.Module) -> Iterator[None]:
             m.training = training
 
 
-def geometry(x: torch.Tensor) -> tuple:
-    """What a trace specialised to `x` depends on: its shape and dtype."""
-    return (tuple(x.shape), x.dtype)
+def geometry(values: Sequence[Any]) -> tuple:
+    """What a trace specialised to the forward's arguments `values` depends on: each
+    tensor's shape and dtype, each plain value itself."""
+    return tuple((tuple(v.shape), v.dtype) if isinstance(v, torch.Tensor) else v if isinstance(v, (int, float, str, bool)) else
+                 type(v).__name__ for v in values)  # fmt: skip
 
 
 def _untraceable(model: nn.Module, exc: Exception, data_dependent: bool | None = None) -> ReversenetError:
@@ -416,6 +436,18 @@ def _culprit(model: nn.Module, exc: BaseException) -> str:
             where = f" in {names[id(module)] or 'its forward'} ({type(module).__name__})"
         tb = tb.tb_next
     return where
+
+
+def none_parameters(model: nn.Module, args: Sequence[object]) -> frozenset[str]:
+    """The parameters of `model`'s forward that are None in a call with positional `args`:
+    given as None, or left out where their default is None."""
+    parameters = list(inspect.signature(model.forward).parameters.values())
+    if len(args) > len(parameters) and all(p.kind != p.VAR_POSITIONAL for p in parameters):
+        raise UsageError(
+            f"too many arguments for {type(model).__name__}.forward: {len(args)} given, it takes {len(parameters)}"
+        )
+    given = dict(zip((p.name for p in parameters), args))
+    return frozenset(p.name for p in parameters if given.get(p.name, p.default) is None)
 
 
 def paper_aliases(model: nn.Module) -> dict[str, str]:

@@ -146,8 +146,8 @@ def _tensors(value: Any) -> list[tuple[int | None, Tensor]]:
     return []
 
 
-def layers(graph: Graph, x: Tensor, recorded: dict[fx.Node, Tensor]) -> None:
-    """Check each recorded layer against the model's own forward on `x`.
+def layers(graph: Graph, call: Sequence[Any], recorded: dict[fx.Node, Tensor]) -> None:
+    """Check each recorded layer against the model's own forward on the arguments `call`.
 
     Raises
     ------
@@ -158,18 +158,18 @@ def layers(graph: Graph, x: Tensor, recorded: dict[fx.Node, Tensor]) -> None:
     hooked = {node: _module_call(graph, node) for node in recorded if node.op == "call_module"}
     with _evaluation(graph.model):
         with _caught(graph.model, list(hooked.values())) as caught:
-            model_output = graph.model(x)
+            model_output = graph.model(*call)
         pairs = [(node, ours, caught.get(hooked[node]) if node in hooked else model_output)
                  for node, ours in recorded.items() if node in hooked or node is output]  # fmt: skip
         if len(pairs) < len(recorded):  # a function's output: the trace as a whole must be the model
-            pairs.append((output, fx.GraphModule(graph.model, graph.fx)(x), model_output))
+            pairs.append((output, fx.GraphModule(graph.model, graph.fx)(*call), model_output))
     for node, ours, theirs in pairs:
         d = difference(ours, theirs)
         if d > TOLERANCE:
             at = "the output" if node is output else graph.name_of(node)
             raise ReversenetError(
                 f"the traced {type(graph.model).__name__} does not compute what its forward does "
-                f"(relative difference {d:.2g} at {at}; {_first_parting(graph, x)}): state, randomness "
+                f"(relative difference {d:.2g} at {at}; {_first_parting(graph, call)}): state, randomness "
                 "or Python that torch.fx cannot record; reverse a layer before it, or make the forward a "
                 "pure function of its input"
             )
@@ -208,17 +208,17 @@ def _caught(model: nn.Module, calls: Sequence[tuple[nn.Module, int]]) -> Iterato
             h.remove()
 
 
-def _first_parting(graph: Graph, x: Tensor) -> str:
+def _first_parting(graph: Graph, call: Sequence[Any]) -> str:
     """The first module call whose output differs between the model's forward and the
-    trace's, both run on `x`: where the trace stops reproducing the model."""
+    trace's, both run on the arguments `call`: where the trace stops reproducing the model."""
     nodes = [n for n in graph.nodes if n.op == "call_module"]
     calls = [_module_call(graph, n) for n in nodes]
     with _evaluation(graph.model):
         with _caught(graph.model, calls) as theirs:
-            graph.model(x)
+            graph.model(*call)
         with _caught(graph.model, calls) as ours:
-            fx.GraphModule(graph.model, graph.fx)(x)
-    for node, call in zip(nodes, calls):
-        if call not in theirs or difference(ours.get(call), theirs[call]) > TOLERANCE:
-            return f"first at {graph.name_of(node)} ({type(call[0]).__name__})"
+            fx.GraphModule(graph.model, graph.fx)(*call)
+    for node, module_call in zip(nodes, calls):
+        if module_call not in theirs or difference(ours.get(module_call), theirs[module_call]) > TOLERANCE:
+            return f"first at {graph.name_of(node)} ({type(module_call[0]).__name__})"
     return "every module agrees: a function between them differs"

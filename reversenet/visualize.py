@@ -167,7 +167,7 @@ def autograd_saved_bytes(graph: Graph, x: Tensor, steps: list[Step]) -> dict[fx.
 
     requires_grad = {p: p.requires_grad for p in model.parameters()}
     # a non-leaf input, so that a first layer working in place is allowed
-    values: dict[fx.Node, Any] = {graph.input: x.detach().requires_grad_().clone()}
+    values: dict[fx.Node, Any] = {graph.input[0]: x.detach().requires_grad_().clone()}
     try:
         for p in requires_grad:
             p.requires_grad_(False)

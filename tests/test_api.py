@@ -14,7 +14,7 @@ import reversenet.diff
 import reversenet.quantus
 
 PUBLIC = [getattr(reversenet, name) for name in reversenet.__all__ if name not in ("VARIANTS", "diff")] + [
-    reversenet.captum.ReversedNetwork, reversenet.quantus.explain, reversenet.diff.assert_images_match,
+    reversenet.captum.ReversedNetwork, reversenet.captum.NeuronReversedNetwork, reversenet.quantus.explain, reversenet.diff.assert_images_match,
     reversenet.diff.diff_paths, reversenet.diff.verdict, reversenet.diff.Difference,
 ]  # fmt: skip
 

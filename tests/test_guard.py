@@ -162,7 +162,7 @@ def test_shape_dependent_control_flow_is_traced_per_input_geometry(size):
 def test_one_graph_serves_inputs_of_several_geometries():
     model = net(SamePad(8, 8, 3, stride=2))
     graph = Graph(model, example=torch.randn(1, 3, 16, 16))
-    assert graph.geometry == ((1, 3, 16, 16), torch.float32)
+    assert graph.geometry == (((1, 3, 16, 16), torch.float32),)
     for shape in [(3, 3, 16, 16), (1, 3, 7, 9), (1, 3, 16, 16)]:
         x = torch.randn(shape)
         rec = reversenet.Recording(graph, x, layer="output", variants=["salinet+bp"])
@@ -208,7 +208,7 @@ def test_the_guard_runs_once_per_model_and_input_geometry(monkeypatch):
     from reversenet import guard
 
     calls = []
-    monkeypatch.setattr(guard, "layers", lambda *args: calls.append(args[1].shape))
+    monkeypatch.setattr(guard, "layers", lambda *args: calls.append(args[1][0].shape))
     model = net(SamePad(8, 8, 3, stride=2))
     graph = Graph(model, example=torch.randn(1, 3, 16, 16))
     for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (2, 3, 16, 16)]:
