@@ -158,8 +158,8 @@ class ReversedNetwork(GradientAttribution):
             none = none_parameters(self.model, args)
         except UsageError as exc:  # in captum's terms
             raise UsageError(f"{exc} (inputs and additional_forward_args together)") from None
-        if none not in self._graphs:
-            self._graphs[none] = Graph(self.model, none=none)
+        if none not in self._graphs:  # shape-dependent control flow: traced for these arguments
+            self._graphs[none] = Graph(self.model, none=none, example=[a for a in args if a is not None])
         return self._graphs[none]
 
     def _layer_name(self, layer: Layer) -> str:

@@ -343,3 +343,16 @@ def test_bad_neuron_selectors_are_one_line_errors(selector, message):
 def test_a_layer_of_another_model_is_a_one_line_error():
     explain = ReversedNetwork(two_branch(), "desalinet", layer=nn.ReLU())
     one_line_usage_error(lambda: explain.attribute(pair()[0], target=0), "layer ReLU is not a submodule of TwoBranch")
+
+
+def test_a_model_whose_forward_depends_on_the_input_shape():
+    """timm's VGG head pools only inputs smaller than its kernel: traced per input geometry."""
+    import timm
+
+    torch.manual_seed(0)
+    model = timm.create_model("vgg11", pretrained=False, num_classes=5).eval()
+    method = ReversedNetwork(model, "desalinet")
+    for size in (32, 224):  # 1×1 maps pooled to 7×7, 7×7 maps as they are
+        x = torch.randn(2, 3, size, size)
+        expected = GuidedBackprop(model).attribute(x.clone().requires_grad_(True), target=1)
+        assert relative_error(method.attribute(x, target=1), expected) < 1e-5
