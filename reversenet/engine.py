@@ -16,7 +16,7 @@ from . import guard
 from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph, Step, evaluation, geometry, none_parameters
 from .rules import Rule
-from .rules.fallback import FALLBACK
+from .rules.fallback import FALLBACK, Constant
 from .rules.registry import Signal, tensors_in
 from .selectors import Selector, parse_selector
 from .variants import VARIANTS, Variant, load_variant
@@ -241,6 +241,8 @@ class Recording(Generic[P]):
             self._tensor_inputs[step.node] = [n for n in step.inputs if _carries_tensors(values[n])]
             rules = {_key(step, r): r for r in (self._rule(step, v, warn=True) for v in variants)}
             for key, rule in rules.items():
+                if rule is FALLBACK:  # no signal into the model's own tensors (weights)
+                    args, kwargs = fx.node.map_arg((step.args, step.kwargs), lambda n: _held(n, values[n], self.graph.live))
                 try:
                     y, self._bottleneck[key] = rule.forward(step.op, *args, **kwargs)
                     unfaithful = self._check(step, rule, y, self._bottleneck[key], values)
@@ -698,6 +700,11 @@ def _joined(picture: Tensor | tuple[Tensor, ...]) -> Tensor:
     and image, joined."""
     parts = [p.reshape(*p.shape[:2], -1) for p in ((picture,) if isinstance(picture, Tensor) else picture)]
     return torch.cat(parts, 2) if len(parts) > 1 else parts[0]
+
+
+def _held(node: fx.Node, value: Any, live: set[fx.Node]) -> Any:
+    """An argument for the fallback: a tensor that does not depend on the input as a `Constant`."""
+    return Constant(value) if isinstance(value, Tensor) and node not in live else value
 
 
 def _carries_tensors(value: Any) -> bool:

@@ -253,18 +253,21 @@ def test_the_guard_checks_reverses_into_tuples(monkeypatch):
 
 
 class GroupCentred(nn.Module):
-    """EvoNorm's grouping in small: an expand that names the batch size."""
+    """EvoNorm's grouping in small: an expand that names the batch size; then NFNet's
+    skip-init gain, a scalar parameter multiplied in place."""
 
     def __init__(self):
         super().__init__()
         self.conv = nn.Conv2d(3, 8, 3, padding=1)
+        self.gain = nn.Parameter(torch.tensor(1.5))
 
     def forward(self, x):
         y = self.conv(x)
         n, c, h, w = y.shape
         g = y.view(n, 2, c // 2, h, w)
-        centred = g - g.mean(2, keepdim=True).expand(n, 2, c // 2, h, w)
-        return centred.view(n, c, h, w).relu().mean((2, 3))
+        centred = (g - g.mean(2, keepdim=True).expand(n, 2, c // 2, h, w)).view(n, c, h, w)
+        centred.mul_(self.gain)
+        return centred.relu().mean((2, 3))
 
 
 def test_several_signals_per_image_through_an_operation_that_names_the_batch_size():

@@ -22,12 +22,12 @@ class VectorJacobian(Rule):
     tiled = False  # the bottleneck is the operation's own arguments, which may fix the batch size
 
     def forward(self, op: Any, *args: Any, **kwargs: Any) -> tuple[Any, tuple]:
-        return call(op, *copies(args, kwargs)), (args, kwargs)
+        return call(op, *copies(*_plain((args, kwargs)))), (args, kwargs)
 
     def reverse(self, op: Any, grad: Signal, r: tuple) -> tuple[Tensor | None, ...]:
         leaves, spec = tree_flatten(r)
-        tensors = [i for i, v in enumerate(leaves) if isinstance(v, Tensor)]
-        where = [i for i in tensors if leaves[i].is_floating_point()]
+        tensors = [i for i, v in enumerate(leaves) if isinstance(v, (Tensor, Constant))]
+        where = [i for i in tensors if isinstance(leaves[i], Tensor) and leaves[i].is_floating_point()]
 
         positions: list[int] = []  # of the tensors in a tuple output
 
@@ -35,7 +35,7 @@ class VectorJacobian(Rule):
             filled = list(leaves)
             for i, t in zip(where, tensors):
                 filled[i] = t
-            out = call(op, *copies(*tree_unflatten(filled, spec)))
+            out = call(op, *copies(*_plain(tree_unflatten(filled, spec))))
             if not isinstance(out, (tuple, list)):
                 return out
             positions[:] = [i for i, o in enumerate(out) if isinstance(o, Tensor)]
@@ -58,11 +58,27 @@ class VectorJacobian(Rule):
                 cotangents = grad[a : a + rows]
             pulled.append(vjp(cotangents))
         grads = {i: torch.cat(parts) if len(parts) > 1 else parts[0] for i, parts in zip(where, zip(*pulled))}
-        return tuple(grads.get(i) for i in tensors)  # None for integer tensors
+        return tuple(grads.get(i) for i in tensors)  # None for integer tensors and constants
 
     def bits(self, op: Any, r: tuple) -> float:
         leaves, _ = tree_flatten(r)
         return float(sum(v.numel() * v.element_size() * 8 for v in leaves if isinstance(v, Tensor)))
+
+
+class Constant:
+    """An argument of a layer that does not depend on the input (a weight computed in the
+    forward, a parameter): the fallback passes it to the operation, and sends no signal to
+    it (no vector-Jacobian product into weights). Not a bottleneck: the model holds it."""
+
+    __slots__ = ("value",)
+
+    def __init__(self, value: Tensor):
+        self.value = value
+
+
+def _plain(r: tuple[tuple, dict]) -> tuple[tuple, dict]:
+    """The arguments with each `Constant` replaced by its value."""
+    return cast(tuple[tuple, dict], tree_map(lambda v: v.value if isinstance(v, Constant) else v, r))
 
 
 def copies(args: tuple, kwargs: dict) -> tuple[tuple, dict]:
