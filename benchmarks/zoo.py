@@ -6,8 +6,8 @@ timm model.
 
 **torchvision** (the default): does each classifier trace, does it reverse with the built-in
 variants or only with ``fallback: bp``, and is SaliNet the gradient? Random weights (seeded),
-one 224×224 input. The gradient oracle is autograd through the same torch.fx graph, run by
-torch.fx's Interpreter; the error is relative (L2).
+one 224×224 input. The oracles run the model's own forward: autograd's gradient for SaliNet,
+guided backpropagation (tests/reference.py) for DeSaliNet; the errors are relative (L2).
 
 **timm** (``--source timm``): is reversenet exact, does it refuse, or is it wrong?
 
@@ -78,49 +78,18 @@ import click
 import torch
 from rich.console import Console
 from rich.table import Table
-from torch.fx import GraphModule, Interpreter
 
 import reversenet
 from reversenet.errors import ReversenetError
 from reversenet.models import load_network, torchvision_names
 from reversenet.rules.fallback import FALLBACK
-from reversenet.variants import parse_variant
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:
     sys.path.insert(0, str(ROOT / "tests"))  # tests/reference.py, the guided-backprop oracle
 from reference import reference, relative_error
 
-SALINET_BP = parse_variant(
-    "rules: {ReLU: bp, MaxPool2d: switches, LocalResponseNorm: bp}\nfallback: bp\n", "salinet+bp", "zoo"
-)
-
-
 # --------------------------------------------------------------------------- torchvision
-
-
-class _Stop(Exception):
-    pass
-
-
-def gradient(graph, x: torch.Tensor, target, signal: torch.Tensor) -> torch.Tensor:
-    """d<signal, layer output>/dx by autograd, running the fx graph up to `target`."""
-    captured = {}
-
-    class UpTo(Interpreter):
-        def run_node(self, n):
-            out = super().run_node(n)
-            if n is target:
-                captured["y"] = out
-                raise _Stop
-            return out
-
-    x = x.clone().requires_grad_(True)
-    try:
-        UpTo(GraphModule(graph.model, graph.fx)).run(x)
-    except _Stop:
-        pass
-    return torch.autograd.grad(captured["y"], x, signal)[0]
 
 
 def survey(name: str, size: int) -> dict[str, str]:
@@ -133,17 +102,19 @@ def survey(name: str, size: int) -> dict[str, str]:
         x = torch.randn(1, 3, size, size, generator=torch.Generator().manual_seed(0))
         try:
             rec = reversenet.Recording(net.module, x, layer="output", variants=reversenet.VARIANTS)
-            row["built-in variants"], variant = "yes", "salinet"
+            row["built-in variants"], pair = "yes", ("salinet", "desalinet")
         except ReversenetError as exc:
             row["built-in variants"] = "no: " + str(exc).split(";")[0].removeprefix("no reverse rule for ")
-            rec = reversenet.Recording(net.module, x, layer="output", variants=[SALINET_BP])
-            row["fallback bp layers"] = str(sum(rule is FALLBACK for _, rule in rec.rules(SALINET_BP)))
-            variant = SALINET_BP
+            pair = ("salinet+bp", "desalinet+bp")
+            rec = reversenet.Recording(net.module, x, layer="output", variants=pair)
+            row["fallback bp layers"] = str(sum(rule is FALLBACK for _, rule in rec.rules(pair[0])))
         signal = rec.select("max")[0]
-        ours = rec.reverse(signal, variant)
-        expected = gradient(rec.graph, x, rec.targets[rec.layer], signal)
+        ours, desalinet = rec.reverse_many([(variant, signal) for variant in pair])
+        x_ = x.clone().requires_grad_(True)  # the oracles run the model's own forward
+        (expected,) = torch.autograd.grad(net.module(x_), x_, signal)
         if expected.norm() > 0:
             row["salinet vs autograd"] = f"{float((ours - expected).norm() / expected.norm()):.1e}"
+            row["desalinet vs guided backprop"] = f"{_error(desalinet, reference(net.module, x, '', 'desalinet', signal)):.1e}"
         else:  # e.g. ViT's head starts at zero: no gradient to compare
             row["salinet vs autograd"] = "both 0" if ours.norm() == 0 else f"0 vs {float(ours.norm()):.1e}"
     except ReversenetError as exc:
@@ -155,7 +126,8 @@ def survey(name: str, size: int) -> dict[str, str]:
 
 
 def torchvision_survey(names: list[str], size: int, out: Path | None, console: Console) -> None:
-    columns = ["model", "params", "built-in variants", "fallback bp layers", "salinet vs autograd", "seconds"]
+    columns = ["model", "params", "built-in variants", "fallback bp layers", "salinet vs autograd",
+               "desalinet vs guided backprop", "seconds"]
     rows = []
     for name in names:
         rows.append(survey(name, size))
