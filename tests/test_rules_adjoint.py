@@ -13,6 +13,7 @@ A is always built here WITHOUT the library's helpers:
 * MaxPool2d "center": gather at each window's centre, found by brute force following
   docs/design.md §1 (start = u·stride − padding, centre = start + dilation·(k // 2), moved to
   the nearest tap of the window inside the input when it falls outside);
+* Pad (F.pad, nn.ZeroPad2d): zero padding and cropping by slicing;
 * LocalResponseNorm "bp": the Jacobian-vector product of F.local_response_norm
   (forward-mode torch.func.jvp), plus a comparison with torch.func.vjp and with a
   central finite difference.
@@ -558,3 +559,43 @@ def test_lrn_bp_adjoint(size, alpha, beta, k, shape):
 )
 def test_lrn_bp_adjoint_random(size, alpha, beta, k, channels, seed):
     check_lrn(size, alpha, beta, k, (2, channels, 3, 2), seed=seed)
+
+
+# --------------------------------------------------------------------------- Pad
+
+
+def zero_pad(x: torch.Tensor, pad: tuple[int, ...]) -> torch.Tensor:
+    """Constant zero padding (negative: cropping) of the last len(pad) // 2 axes, by slicing."""
+    out = x
+    for axis, (before, after) in enumerate(zip(pad[::2], pad[1::2])):
+        dim = x.dim() - 1 - axis
+        size = out.shape[dim]
+        out = out.narrow(dim, max(-before, 0), size - max(-before, 0) - max(-after, 0))
+        shape = list(out.shape)
+        grown = out.new_zeros(*shape[:dim], shape[dim] + max(before, 0) + max(after, 0), *shape[dim + 1 :])
+        grown.narrow(dim, max(before, 0), shape[dim]).copy_(out)
+        out = grown
+    return out
+
+
+PADS = [(1, 1), (0, 1, 0, 1), (2, 0, 1, 3), (-1, 2, 1, -2), (1, 1, 1, 1, 1, 1)]
+
+
+@pytest.mark.parametrize(
+    "op, pad",
+    [(F.pad, pad) for pad in PADS] + [(nn.ZeroPad2d(pad), pad) for pad in PADS if len(pad) == 4],
+    ids=lambda v: getattr(v, "__name__", None) or type(v).__name__ if not isinstance(v, tuple) else str(v),
+)
+def test_pad_adjoint(op, pad):
+    rule = get_rule("Pad", "bp")
+    x = randn(2, 3, 5, 6)
+    y, r = rule.forward(op, x, *([] if isinstance(op, nn.Module) else [pad]))
+    ax = zero_pad(x, pad)
+    torch.testing.assert_close(y, ax, rtol=0, atol=0)
+    yhat = randn(*y.shape, seed=1)
+    assert_adjoint(ax, yhat, x, rule.reverse(op, yhat, r))
+
+
+def test_pad_modes_other_than_constant_are_not_covered():
+    with pytest.raises(NotImplementedError, match="reflect"):
+        get_rule("Pad", "bp").forward(F.pad, randn(1, 1, 4, 4), (1, 1, 1, 1), mode="reflect")
