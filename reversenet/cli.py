@@ -214,9 +214,11 @@ def run(config: Path, sets: tuple[str, ...], dry_run: bool, force: bool, shard: 
 @images_option
 @click.option("--out", "-o", type=click.Path(path_type=Path), default=Path("reversenet-out"), show_default=True,
               help="Folder for the grids (named <photo>_<model>_<layer>_compare.png), or a .png file for one grid.")
+@click.option("--bp", "fallback", is_flag=True,
+              help="The eight variants with fallback: bp (NAME+bp): layers without a rule (SiLU, ...) backpropagated exactly.")
 @force_option
 def compare(model: str, weights: str, seed: int, device: str, layer: str | None, select: str, how: str,
-            image_specs: tuple[str, ...], out: Path, force: bool) -> None:  # fmt: skip
+            image_specs: tuple[str, ...], out: Path, fallback: bool, force: bool) -> None:  # fmt: skip
     """All eight variants of a photo in a labelled 2×4 grid (the paper's Fig. 3), a grid
     per photo and per signal (topk:3 gives three, numbered -1 … -3).
 
@@ -225,6 +227,7 @@ def compare(model: str, weights: str, seed: int, device: str, layer: str | None,
       reversenet compare --weights random
       reversenet compare -m alexnet -w random -l pool5 -i photo.jpg -o fig3.png
       reversenet compare -w random -i photos/ --select topk:2 -o grids/
+      reversenet compare -w random -m efficientnet_b0 --bp
     """
     signals = grids_per_photo(select)
     photos = images.find_images(image_specs or [str(images.sample_image())])
@@ -233,7 +236,7 @@ def compare(model: str, weights: str, seed: int, device: str, layer: str | None,
     network = load_network(model, weights, seed=seed, device=pick_device(device))
     for path in photos:
         targets, fresh = save_compare(network, path, weights=weights, layer=layer, select=select, how=how, seed=seed,
-                                      out=out, force=force)  # fmt: skip
+                                      out=out, fallback=fallback, force=force)  # fmt: skip
         names = ", ".join(str(t) for t in targets)
         verb = "is" if len(targets) == 1 else "are"
         console.print(f"wrote {names}" if fresh else f"{names} {verb} current: skipped (--force redoes it)", highlight=False)

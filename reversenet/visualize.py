@@ -12,6 +12,7 @@ import torch
 from torch import Tensor, fx
 
 from .engine import Recording, VariantSpec
+from .errors import ReversenetError
 from .graph import Graph, Step
 from .images import load_image, sample_image, save_png, writable_folder
 from .models import Network, weights_identity
@@ -19,7 +20,7 @@ from .outputs import Manifest, Output, photo_ids, sha256_file, slug, versions
 from .render import SUFFIXES, grid, render
 from .rules import call
 from .selectors import Selector, parse_selector
-from .variants import VARIANTS
+from .variants import ANY, VARIANTS
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
@@ -37,25 +38,38 @@ def compare(
     select: str | Selector = "max",
     how: str = "paper",
     seed: int = 0,
+    fallback: bool = False,
 ) -> list[np.ndarray]:
     """The eight variants of one photo in a labelled 2×4 grid (the paper's Fig. 3),
-    from one forward pass: a grid per signal the selector gives (one for ``max``)."""
+    from one forward pass: a grid per signal the selector gives (one for ``max``); with
+    `fallback`, their ``NAME+bp`` forms, for networks with layers without a rule."""
     selector = parse_selector(select)
     x, photo = prepare(network, image)
-    rec = Recording(network.module, x, layer=layer, variants=VARIANTS, aliases=network.aliases)
-    pictures = rec.visualize_many(selector, VARIANTS, seed=seed)
-    count = len(pictures[VARIANTS[0]])
+    variants = eight(fallback)
+    try:
+        rec = Recording(network.module, x, layer=layer, variants=variants, aliases=network.aliases)
+    except ReversenetError as exc:
+        if fallback or not str(exc).startswith("no reverse rule"):
+            raise
+        raise ReversenetError(f"{str(exc).split(';')[0]}; draw the eight with fallback: bp (reversenet compare --bp)") from exc
+    pictures = rec.visualize_many(selector, variants, seed=seed)
+    count = len(pictures[variants[0]])
     return [
         grid(
-            [render(pictures[v][k, 0], how, photo)[0][1] for v in VARIANTS],
+            [render(pictures[v][k, 0], how, photo)[0][1] for v in variants],
             columns=4,
-            captions=list(VARIANTS),
+            captions=variants,
             column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
             row_titles=["pool: switches", "pool: centre"],
             title=f"{image.name} · {network.name} · {layer} · {select}" + (f" · {k + 1} of {count}" if count > 1 else ""),
         )
         for k in range(count)
     ]
+
+
+def eight(fallback: bool) -> list[str]:
+    """The eight variants, or with `fallback` their NAME+bp forms."""
+    return [f"{v}{ANY}" if fallback else v for v in VARIANTS]
 
 
 def grids_per_photo(select: str) -> int:
@@ -73,10 +87,11 @@ def save_compare(
     how: str = "paper",
     seed: int = 0,
     out: Path | None = None,
+    fallback: bool = False,
     force: bool = False,
 ) -> tuple[list[Path], bool]:
     """Write `compare`'s grids to `out`, a folder (default reversenet-out/, the grid named
-    <photo>_<model>_<layer>[_<selector>]_compare[-<renderer>].png) or a .png file, recorded in
+    <photo>_<model>_<layer>[_<selector>]_compare[-bp][-<renderer>].png) or a .png file, recorded in
     the folder's manifest, unless the manifest shows them current. A selector of K signals
     gives K grids, numbered -1 … -K. Returns the files and whether they were written."""
     layer = layer or network.default_layer
@@ -87,9 +102,10 @@ def save_compare(
     photo = image.resolve()
     photo_id = photo_ids([photo], manifest.photo_ids())[photo]
     tag = "" if select == "max" else "_" + slug(select)
-    name = file.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_compare{SUFFIXES[how][0]}.png"
+    kind = "compare-bp" if fallback else "compare"
+    name = file.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_{kind}{SUFFIXES[how][0]}.png"
     params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
-              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": list(VARIANTS),
+              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": eight(fallback),
               "select": select, "render": how, **versions()}  # fmt: skip
     count = grids_per_photo(select)
     stem = name.removesuffix(".png")
@@ -97,7 +113,8 @@ def save_compare(
     outputs = [Output(n, "montage", {**params, "signal": k}) for k, n in enumerate(names, 1)]
     if not force and all(manifest.current(o) for o in outputs):
         return [folder / n for n in names], False
-    for picture, output in zip(compare(network, image, layer=layer, select=select, how=how, seed=seed), outputs):
+    pictures = compare(network, image, layer=layer, select=select, how=how, seed=seed, fallback=fallback)
+    for picture, output in zip(pictures, outputs):
         save_png(picture, folder / output.file)
         manifest.add(output)
     manifest.merge()

@@ -243,3 +243,12 @@ def test_fallback_layers_are_one_warning_line_per_type(run, tmp_path):
     warnings = [line for line in err.splitlines() if "warning" in line.lower()]
     assert warnings == [("warning: 1 (GELU) and 2 more: no reverse rule for GELU; variant 'any' backpropagates "
                         "through them exactly (bottleneck: the input)")]  # fmt: skip
+
+
+def test_compare_draws_the_eight_with_the_fallback_where_a_layer_has_no_rule(run, tmp_path):
+    code, _, err = run("compare", "-m", "factories:three_gelus", "-w", "random", "-l", "5")
+    assert code == 1 and err.strip().endswith("draw the eight with fallback: bp (reversenet compare --bp)"), err
+    code, out, err = run("compare", "-m", "factories:three_gelus", "-w", "random", "-l", "5", "--bp")
+    assert code == 0, err
+    (grid,) = (tmp_path / "reversenet-out").glob("*_compare-bp.png")
+    assert grid.name in out + err
