@@ -14,7 +14,7 @@ from torch import Tensor, fx, nn
 
 from . import guard
 from .errors import ReversenetError, UsageError, first_line
-from .graph import Graph, Step, evaluation, geometry, none_parameters
+from .graph import Graph, Step, evaluation, none_parameters
 from .rules import Rule
 from .rules.fallback import FALLBACK, Constant
 from .rules.registry import Signal, tensors_in
@@ -158,7 +158,6 @@ class Recording(Generic[P]):
         self._checks = guard.checks(self.graph)
         # steps whose rule refused their case (or the guard the rule): why
         self._uncovered = {n: self._checks.unfaithful[n.name] for n in self.graph.nodes if n.name in self._checks.unfaithful}
-        self._geometry = geometry(given)
         tensors = {node: v for node, v in feed.items() if isinstance(v, Tensor) and v.dim()}
         # maps' (H, W): receptive-field windows are of (N, C, H, W) maps only
         self._extent: dict[fx.Node, tuple[int, int]] = {
@@ -173,10 +172,10 @@ class Recording(Generic[P]):
         with evaluation(self.graph.model):
             self.activations = self._forward(feed, loaded)
         unchecked = {node: self.activations[name] for name, node in self.targets.items()
-                     if (self._geometry, node.name) not in self._checks.passed}  # fmt: skip
-        if unchecked:  # the guard, once per layer and input geometry (reversenet.guard)
+                     if node.name not in self._checks.passed}  # fmt: skip
+        if unchecked:  # the guard, once per model, trace and layer (reversenet.guard)
             guard.layers(self.graph, self._call, unchecked)
-            self._checks.passed.update((self._geometry, node.name) for node in unchecked)
+            self._checks.passed.update(node.name for node in unchecked)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
             where = list(places)
             more = f" and {len(where) - 1} more" if len(where) > 1 else ""
@@ -263,9 +262,9 @@ class Recording(Generic[P]):
         return y
 
     def _check(self, step: Step, rule: Rule, y: Any, r: Any, values: dict[fx.Node, Any]) -> str | None:
-        """The guard at one step, once per rule and input geometry: why the rule does not
+        """The guard at one step, once per model, trace and rule: why the rule does not
         compute the model's operation there (reversenet.guard), or None."""
-        key = (self._geometry, step.node.name, type(rule))
+        key = (step.node.name, type(rule))
         if rule is FALLBACK or key in self._checks.passed:
             return None
         live = [n for n in self._tensor_inputs[step.node] if n in self.graph.live]

@@ -3,7 +3,7 @@
 A reverse rule is chosen by the type of a layer; a layer that is not what its type says
 (a subclass with its own ``forward`` that slipped through, a module changed by hooks or
 state the trace cannot see) would give a picture that is silently wrong. So the first
-recording of a graph, per input geometry, checks itself against the model:
+recording of a model's trace checks itself against the model:
 
 - each step's recorded output against the model's own operation on the same inputs,
   and, for a rule that claims to be the layer's gradient (``Rule.gradient``), its
@@ -14,7 +14,9 @@ recording of a graph, per input geometry, checks itself against the model:
 
 A step that fails is reversed as a layer without a rule (exactly, by the fallback, or
 refused); a layer that fails stops the recording, naming the first module where the
-trace and the model part ways. Later recordings of that geometry skip the checks.
+trace and the model part ways. Later recordings of that trace skip the checks: a trace made
+for a shape-specialised forward is another trace (its operations differ), a symbolic one
+serves every input geometry and is checked once.
 """
 
 from __future__ import annotations
@@ -42,10 +44,10 @@ TOLERANCE = 1e-3
 
 @dataclass
 class Checks:
-    """What the guard found for one traced model: the (input geometry, node name, rule)
-    and (input geometry, layer name) it passed, and the nodes whose rule it refused."""
+    """What the guard found for one traced model: the (node name, rule) and layer names it
+    passed, and the nodes whose rule it refused."""
 
-    passed: set[tuple] = field(default_factory=set)
+    passed: set[str | tuple[str, type]] = field(default_factory=set)
     unfaithful: dict[str, str] = field(default_factory=dict)
 
 

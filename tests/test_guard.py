@@ -204,21 +204,27 @@ def test_the_guard_refuses_a_rule_whose_reverse_is_not_the_transpose(monkeypatch
     assert relative_error(pictures(model, x)["salinet+bp"], gradient(model, x)) < 1e-5  # the fallback instead
 
 
-def test_the_guard_runs_once_per_model_and_input_geometry(monkeypatch):
+def test_the_guard_runs_once_per_model_and_trace(monkeypatch):
     from reversenet import guard
 
     calls = []
     monkeypatch.setattr(guard, "layers", lambda *args: calls.append(args[1][0].shape))
-    model = net(SamePad(8, 8, 3, stride=2))
+    model = net(SamePad(8, 8, 3, stride=2))  # traced per input geometry
     graph = Graph(model, example=torch.randn(1, 3, 16, 16))
-    for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (2, 3, 16, 16)]:
+    # another batch: the same operations, the same trace; 15 pixels: another padding, another trace
+    for shape in [(1, 3, 16, 16), (1, 3, 16, 16), (2, 3, 16, 16), (1, 3, 15, 15)]:
         reversenet.Recording(graph, torch.randn(shape), layer="output", variants=["salinet+bp"])
     for _ in range(2):  # traced again per call, checked once
         reversenet.reverse(model, torch.randn(2, 3, 16, 16), layer="output", variant="salinet+bp")
-    assert calls == [(1, 3, 16, 16), (2, 3, 16, 16)]
+    assert calls == [(1, 3, 16, 16), (1, 3, 15, 15)]
     model[0] = nn.Conv2d(3, 8, 3, padding=1)  # another module: checked again
     reversenet.reverse(model, torch.randn(2, 3, 16, 16), layer="output", variant="salinet+bp")
-    assert calls == [(1, 3, 16, 16), (2, 3, 16, 16), (2, 3, 16, 16)]
+    assert calls == [(1, 3, 16, 16), (1, 3, 15, 15), (2, 3, 16, 16)]
+    calls.clear()
+    plain = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AdaptiveAvgPool2d(2), nn.Flatten(), nn.Linear(16, 3))
+    for shape in [(1, 3, 16, 16), (3, 3, 40, 24)]:  # one symbolic trace serves both
+        reversenet.reverse(plain, torch.randn(shape), layer="output", variant="salinet")
+    assert calls == [(1, 3, 16, 16)]
 
 
 class Halves(nn.Module):
