@@ -62,18 +62,12 @@ class _ShapeTracer(_Tracer):
         if kind == "placeholder":  # the example, else the parameter's default (None: traced as None)
             return self._examples.get(target, args[0] if args else None)
         values = fx.node.map_aggregate((args, kwargs), _value)
+        if kind == "output":
+            return values[0][0] if values[0] else None
         self._concrete = True
         try:
             with torch.no_grad():
-                if kind == "get_attr":
-                    return operator.attrgetter(target)(self.root)
-                if kind == "call_module":
-                    return self.root.get_submodule(target)(*values[0], **values[1])
-                if kind == "call_method":
-                    return getattr(values[0][0], target)(*values[0][1:], **values[1])
-                if kind == "call_function":
-                    return target(*values[0], **values[1])
-                return values[0][0] if values[0] else None  # output
+                return _execute(self.root, kind, target, *values)
         finally:
             self._concrete = False
 
@@ -97,6 +91,17 @@ class _SizedProxy(fx.Proxy):
 
     def __len__(self) -> int:
         return len(_value(self))
+
+
+def _execute(root: nn.Module, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
+    """What a graph node of this kind and target computes, in `root`, on these arguments."""
+    if kind == "call_module":
+        return root.get_submodule(target)(*args, **kwargs)
+    if kind == "call_method":
+        return getattr(args[0], target)(*args[1:], **kwargs)
+    if kind == "get_attr":
+        return operator.attrgetter(target)(root)
+    return target(*args, **kwargs)
 
 
 def _value(a: Any) -> Any:
@@ -291,13 +296,7 @@ class Graph:
         """The model's own operation at `node` (its module, function or method, as the
         forward calls it) on the `values` of its inputs."""
         args, kwargs = fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
-        if node.op == "call_module":
-            return self.model.get_submodule(_target(node))(*args, **kwargs)
-        if node.op == "call_method":
-            return getattr(args[0], _target(node))(*args[1:], **kwargs)
-        if node.op == "get_attr":
-            return operator.attrgetter(_target(node))(self.model)
-        return cast(Any, node.target)(*args, **kwargs)
+        return _execute(self.model, node.op, node.target, args, kwargs)
 
     def _attribute(self, node: fx.Node) -> Any:
         """A get_attr node's tensor; other nodes stay nodes (a value computed in the forward)."""
