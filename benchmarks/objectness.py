@@ -43,10 +43,10 @@ from rich.table import Table
 from torch import nn
 
 import reversenet
-from reversenet.images import save_png
-from reversenet.models import load_network
-from reversenet.render import grid
-from reversenet.segmentation import GAUSSIAN, Segmenter, overlay, pictures
+from reversenet.apps.segmentation import GAUSSIAN, Segmenter, overlay, pictures
+from reversenet.inputs.models import load_network
+from reversenet.output.files import save_png
+from reversenet.output.render import grid
 
 CLASSES: tuple[str, ...] = ("disk", "square", "triangle", "cross")
 # ImageNet statistics, as torchvision.models.VGG16_Weights.DEFAULT.transforms() normalises photos.

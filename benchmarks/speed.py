@@ -45,8 +45,8 @@ from rich.table import Table
 from torch import Tensor, nn
 
 import reversenet
-from reversenet.graph import Graph
-from reversenet.models import load_network
+from reversenet.core.graph import Graph
+from reversenet.inputs.models import load_network
 
 LAYERS = {"conv3_3": "features.14", "conv4_3": "features.21", "pool5": "features.30", "fc8": "classifier.6"}
 TOPK = 16

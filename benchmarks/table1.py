@@ -18,8 +18,9 @@ from rich.console import Console
 from rich.table import Table
 
 import reversenet
-from reversenet.images import find_images, save_text
-from reversenet.segmentation import GAUSSIAN, METHODS
+from reversenet.apps.segmentation import GAUSSIAN, METHODS
+from reversenet.inputs.images import find_images
+from reversenet.output.files import save_text
 
 # Table 1 of Mahendran & Vedaldi (ECCV 2016): (method, network) -> (PP, IoU)
 PAPER = {

@@ -1,4 +1,4 @@
-"""Photos per second: a shell loop of `reversenet visualize` against `reversenet.batch.run`.
+"""Photos per second: a shell loop of `reversenet visualize` against `reversenet.output.batch.run`.
 
     python benchmarks/throughput.py [--photos 64] [--model vgg16] [--batch-sizes 1,8,32]
                                     [--rounds 1] [--device cpu] [--loop-photos N]
@@ -10,7 +10,7 @@ computes the same files (random weights, pool5, desalinet, max, paper):
 * the loop: one ``reversenet visualize -i PHOTO -o OUT`` process per photo, as a user's shell
   loop would run it (each pays for starting Python, importing torch and building the network);
   ``--loop-photos N`` times it on the first N photos only and extrapolates photos/s;
-* ``reversenet.batch.run`` in this process, at each batch size (2 DataLoader workers, no
+* ``reversenet.output.batch.run`` in this process, at each batch size (2 DataLoader workers, no
   report), after one untimed warm-up run on one photo.
 
 Each contender writes into a fresh folder, so nothing is skipped as current. Each round runs
@@ -40,8 +40,8 @@ from rich.console import Console
 from rich.table import Table
 
 from reversenet import batch
-from reversenet.images import sample_image
-from reversenet.outputs import slug
+from reversenet.inputs.images import sample_image
+from reversenet.output.files import slug
 
 LAYER, VARIANT, SELECT, RENDER = "pool5", "desalinet", "max", "paper"
 LOOP = "shell loop: reversenet visualize per photo"

@@ -80,9 +80,9 @@ from rich.console import Console
 from rich.table import Table
 
 import reversenet
+from reversenet.core.rules.fallback import FALLBACK
 from reversenet.errors import ReversenetError
-from reversenet.models import load_network, torchvision_names
-from reversenet.rules.fallback import FALLBACK
+from reversenet.inputs.models import load_network, torchvision_names
 
 ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT / "tests") not in sys.path:

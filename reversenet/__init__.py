@@ -16,17 +16,17 @@ torch.Size([1, 3, 224, 224])
 """
 
 from . import diff  # reversenet.diff.assert_images_match after `import reversenet`
-from .batch import run
-from .engine import Recording, reverse
+from .apps.evaluation import Evaluation, evaluate
+from .apps.fcn import fully_convolutional
+from .apps.randomisation import Sanity, sanity
+from .apps.segmentation import Seeds, Segmenter, segment
+from .core.engine import Recording, reverse
+from .core.selectors import Selector, parse_selector
+from .core.variants import VARIANTS, Variant, load_variant
 from .errors import ReversenetError, UsageError
-from .evaluation import Evaluation, evaluate
-from .fcn import fully_convolutional
-from .images import sample_image
-from .models import Network, load_network
-from .randomisation import Sanity, sanity
-from .segmentation import Seeds, Segmenter, segment
-from .selectors import Selector, parse_selector
-from .variants import VARIANTS, Variant, load_variant
+from .inputs.images import sample_image
+from .inputs.models import Network, load_network
+from .output.batch import run
 
 __all__ = [
     "VARIANTS", "Evaluation", "Network", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",

@@ -27,10 +27,10 @@ from captum.attr import GradientAttribution, NeuronAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .engine import Recording, VariantSpec
+from .core.engine import Recording, VariantSpec
+from .core.graph import Graph, none_parameters
+from .core.variants import load_variant
 from .errors import UsageError
-from .graph import Graph, none_parameters
-from .variants import load_variant
 
 TargetType = int | tuple[int, ...] | Tensor | list[int] | list[tuple[int, ...]] | None  # captum's
 NeuronSelector = int | tuple[int | slice, ...] | Callable[[Tensor], Tensor]  # captum's

@@ -16,17 +16,20 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from . import batch, images, randomisation, segmentation
-from . import evaluation as scoring
-from .config import RunConfig, load_config, parse_set, parse_shard
+from .apps import evaluation as scoring
+from .apps import randomisation, segmentation
+from .apps.compare import grids_per_photo, save_compare
+from .apps.inspect import bottleneck_report
+from .apps.segmentation import METHODS, Seeds
+from .core.rules import FAMILIES
+from .core.variants import VARIANTS, expand, load_variant
 from .diff import diff_paths, verdict
 from .errors import ReversenetError, UsageError, first_line
-from .models import load_network, pick_device
-from .render import RENDERERS
-from .rules import FAMILIES
-from .segmentation import METHODS, Seeds
-from .variants import VARIANTS, expand, load_variant
-from .visualize import bottleneck_report, grids_per_photo, save_compare
+from .inputs import images
+from .inputs.models import load_network, pick_device
+from .output import batch
+from .output.config import RunConfig, load_config, parse_set, parse_shard
+from .output.render import RENDERERS
 
 console = Console(stderr=True)
 

@@ -22,8 +22,9 @@ import numpy as np
 import torch
 
 from .errors import ReversenetError, UsageError
-from .images import EXTENSIONS, load_image, save_png
-from .render import heat
+from .inputs.images import EXTENSIONS, load_image
+from .output.files import save_png
+from .output.render import heat
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .engine import Recording, VariantSpec
+from .core.engine import Recording, VariantSpec
 from .errors import UsageError
 
 

@@ -16,12 +16,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reversenet.graph import Graph
-from reversenet.models import load_network
-from reversenet.rules import FAMILIES, Rule
-from reversenet.rules.packing import PackedMask, pack, unpack
-from reversenet.rules.pooling import decode_switches
-from reversenet.visualize import autograd_saved_bytes, bottleneck_report
+from reversenet.apps.inspect import autograd_saved_bytes, bottleneck_report
+from reversenet.core.graph import Graph
+from reversenet.core.rules import FAMILIES, Rule
+from reversenet.core.rules.packing import PackedMask, pack, unpack
+from reversenet.core.rules.pooling import decode_switches
+from reversenet.inputs.models import load_network
 
 DT = torch.float64
 

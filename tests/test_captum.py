@@ -25,7 +25,7 @@ from torch import nn
 
 from reversenet.captum import NeuronReversedNetwork, ReversedNetwork
 from reversenet.errors import UsageError
-from reversenet.models import load_network
+from reversenet.inputs.models import load_network
 
 matplotlib.use("Agg")
 

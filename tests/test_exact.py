@@ -9,7 +9,7 @@ import torchvision
 from reference import lrn_net, reference, relative_error
 
 import reversenet
-from reversenet.selectors import Mixture
+from reversenet.core.selectors import Mixture
 
 MODELS = {  # name -> (builder, input size, (inner layer, logits))
     "alexnet": (torchvision.models.alexnet, 128, ("features.12", "classifier.6")),

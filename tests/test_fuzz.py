@@ -19,9 +19,9 @@ from torch import nn
 
 import reversenet
 from reversenet.cli import main
+from reversenet.core.rules import FAMILIES
+from reversenet.core.variants import FALLBACKS, Variant, parse_variant
 from reversenet.errors import UsageError
-from reversenet.rules import FAMILIES
-from reversenet.variants import FALLBACKS, Variant, parse_variant
 
 # ---------------------------------------------------------------------------------
 # 1. Random CNNs: every variant equals autograd with the variant's backward.

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
+from reversenet.core.rules import FAMILIES
 from reversenet.diff import assert_images_match, diff_paths
-from reversenet.rules import FAMILIES
 
 GOLDEN = Path(__file__).parent / "golden"
 DIFFS = Path(__file__).parent.parent / "golden-diff"

@@ -13,9 +13,9 @@ from torch import nn
 
 import reversenet
 from reversenet import ReversenetError, UsageError
-from reversenet.graph import Graph
-from reversenet.rules import FAMILIES
-from reversenet.variants import parse_variant
+from reversenet.core.graph import Graph
+from reversenet.core.rules import FAMILIES
+from reversenet.core.variants import parse_variant
 
 
 class Functional(nn.Module):

@@ -17,9 +17,9 @@ from torch import nn
 
 import reversenet
 from reversenet import ReversenetError
-from reversenet.graph import Graph
-from reversenet.rules import FAMILIES, family_of
-from reversenet.rules.linear import ConvTranspose
+from reversenet.core.graph import Graph
+from reversenet.core.rules import FAMILIES, family_of
+from reversenet.core.rules.linear import ConvTranspose
 
 
 class StandardisedConv(nn.Conv2d):
@@ -205,7 +205,7 @@ def test_the_guard_refuses_a_rule_whose_reverse_is_not_the_transpose(monkeypatch
 
 
 def test_the_guard_runs_once_per_model_and_trace(monkeypatch):
-    from reversenet import guard
+    from reversenet.core import guard
 
     calls = []
     monkeypatch.setattr(guard, "layers", lambda *args: calls.append(args[1][0].shape))
@@ -245,7 +245,7 @@ def test_elements_of_a_tuple_by_negative_index_are_exact():
 
 
 def test_the_guard_checks_reverses_into_tuples(monkeypatch):
-    from reversenet.rules.shape import Unindex
+    from reversenet.core.rules.shape import Unindex
 
     def unnormalised(self, op, x, index):  # the bug the guard must catch: parts[-1] and parts[3] apart
         return (x[index], index) if not isinstance(x, torch.Tensor) else forward(self, op, x, index)

@@ -15,9 +15,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from reversenet import models
 from reversenet.cli import cli
-from reversenet.images import sample_image
+from reversenet.inputs import models
+from reversenet.inputs.images import sample_image
 
 ROOT = Path(__file__).resolve().parents[1]
 

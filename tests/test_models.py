@@ -8,9 +8,9 @@ import torch
 from PIL import Image
 
 from reversenet import UsageError
-from reversenet.images import find_images, load_image, sample_image
-from reversenet.models import load_network, paper_aliases
-from reversenet.visualize import prepare
+from reversenet.apps.compare import prepare
+from reversenet.inputs.images import find_images, load_image, sample_image
+from reversenet.inputs.models import load_network, paper_aliases
 
 
 def test_vgg16_aliases():

@@ -46,7 +46,7 @@ def test_the_wheel_holds_every_shipped_file(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     missing = [f for f in shipped_files() if f not in names]
     assert shipped_files() and not missing, f"not in the wheel: {missing}"
-    assert "reversenet/__init__.py" in names and "reversenet/rules/relu.py" in names
+    assert "reversenet/__init__.py" in names and "reversenet/core/rules/relu.py" in names
 
 
 def test_imports_under_python_OO():
@@ -70,7 +70,7 @@ def test_a_non_editable_install_works_from_another_folder(wheel, tmp_path):
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     check = (
-        "import reversenet, reversenet.images as i, reversenet.config as c;"
+        "import reversenet, reversenet.inputs.images as i, reversenet.output.config as c;"
         "from pathlib import Path;"
         "assert 'site-packages' in reversenet.__file__, reversenet.__file__;"
         "assert [reversenet.load_variant(v).name for v in reversenet.VARIANTS] == list(reversenet.VARIANTS);"

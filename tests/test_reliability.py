@@ -16,7 +16,7 @@ import torch
 from PIL import Image
 
 import reversenet
-from reversenet.images import sample_image
+from reversenet.inputs.images import sample_image
 
 
 def one_line_error(code, err, status, *fragments):

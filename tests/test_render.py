@@ -7,7 +7,7 @@ import math
 import numpy as np
 import torch
 
-from reversenet.render import gamma, grid, minmax, paper, render, saliency_map
+from reversenet.output.render import gamma, grid, minmax, paper, render, saliency_map
 
 
 def test_paper_maps_the_quantile_to_one_percent_grey():

@@ -1,4 +1,4 @@
-"""The HTML report (reversenet/report.py): the files it writes, and the pages in a real browser."""
+"""The HTML report (reversenet/output/report.py): the files it writes, and the pages in a real browser."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from urllib.parse import unquote, urlparse
 import pytest
 from PIL import Image
 
-from reversenet.report import write_report
+from reversenet.output.report import write_report
 
 CHROMIUM = Path("/usr/bin/chromium")  # Debian's chromium and chromium-driver packages
 CHROMEDRIVER = Path("/usr/bin/chromedriver")

@@ -12,10 +12,10 @@ from test_fuzz import cnns
 from torch import nn
 
 import reversenet
-from reversenet import engine
-from reversenet.models import load_network
-from reversenet.rules.linear import ConvTranspose
-from reversenet.window import Axis, box
+from reversenet.core import engine
+from reversenet.core.rules.linear import ConvTranspose
+from reversenet.core.window import Axis, box
+from reversenet.inputs.models import load_network
 
 
 def corner_signals(y: torch.Tensor) -> torch.Tensor:

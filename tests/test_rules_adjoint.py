@@ -32,7 +32,7 @@ from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from torch import nn
 
-from reversenet.rules import FAMILIES
+from reversenet.core.rules import FAMILIES
 
 DT = torch.float64
 RTOL = 1e-10

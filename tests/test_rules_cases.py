@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from reversenet.rules import FAMILIES
+from reversenet.core.rules import FAMILIES
 
 DT = torch.float64
 

@@ -9,10 +9,10 @@ import pytest
 import torch
 from click.testing import CliRunner
 
+from reversenet.apps.randomisation import CONTROL, sanity, similarity
 from reversenet.cli import cli
 from reversenet.errors import UsageError
-from reversenet.models import load_network
-from reversenet.randomisation import CONTROL, sanity, similarity
+from reversenet.inputs.models import load_network
 
 
 def picture(seed: int) -> np.ndarray:

@@ -18,12 +18,12 @@ from torch import nn
 from torchvision.models import get_model
 
 from reversenet import Recording
+from reversenet.apps.evaluation import Evaluation, pair, read_mask, scores
+from reversenet.apps.fcn import fully_convolutional
+from reversenet.apps.segmentation import Seeds, Segmenter, gaussian_map, grabcut, largest_component, trimap
+from reversenet.core.selectors import parse_selector
 from reversenet.errors import ReversenetError
-from reversenet.evaluation import Evaluation, pair, read_mask, scores
-from reversenet.fcn import fully_convolutional
-from reversenet.models import load_network
-from reversenet.segmentation import Seeds, Segmenter, gaussian_map, grabcut, largest_component, trimap
-from reversenet.selectors import parse_selector
+from reversenet.inputs.models import load_network
 
 
 def _seeded(name: str) -> nn.Module:

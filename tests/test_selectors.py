@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from reversenet import UsageError, parse_selector
-from reversenet.selectors import Channel, Class, Neuron, TopK, imagenet_categories
+from reversenet.core.selectors import Channel, Class, Neuron, TopK, imagenet_categories
 
 Y = torch.tensor(
     [

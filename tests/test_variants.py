@@ -7,7 +7,7 @@ import torch
 
 import reversenet
 from reversenet import ReversenetError, UsageError, load_variant
-from reversenet.variants import VARIANTS
+from reversenet.core.variants import VARIANTS
 
 EXPECTED = {  # docs/design.md §2
     "identity": ("identity", "switches", "identity"),

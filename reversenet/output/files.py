@@ -15,38 +15,37 @@ and the file's sha256 still matches.
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import json
 import os
 import re
-from collections.abc import Iterable
+import tempfile
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from importlib import metadata
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+import numpy as np
 import torch
+from PIL import Image
 
-from .errors import ReversenetError, UsageError
-from .images import save_text
+from ..errors import ReversenetError, UsageError
+from ..inputs.images import sha256_file
 
 MANIFEST = "manifest.jsonl"
 PART = re.compile(r"manifest\.rank-(\d+)-of-(\d+)\.jsonl")
 RESULT = ("file", "sha256", "neuron")  # a record's fields that are results, not parameters
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
 
 
 def slug(text: str) -> str:
     """`text` with every run of characters outside [A-Za-z0-9.-] as one '-' ('_' separates fields)."""
     return re.sub(r"[^A-Za-z0-9.-]+", "-", text).strip("-.") or "x"
-
-
-def sha256_file(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 @cache
@@ -212,3 +211,57 @@ def remove_temporaries(folder: Path, files: Iterable[str]) -> None:
             target = entry.name[1:].rsplit(".", 2)[0] if entry.name.startswith(".") and entry.name.endswith(".tmp") else None
             if target and (sub / target).as_posix() in mine:
                 Path(entry.path).unlink(missing_ok=True)
+
+
+@contextmanager
+def _atomic(path: Path, mode: str = "wb") -> Iterator[IO]:
+    """Write to a temporary file beside `path`, then rename it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
+        stale.unlink(missing_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is an ordinary file
+        with os.fdopen(fd, mode) as f:
+            yield f
+        os.replace(tmp, path)
+    except BaseException:
+        os.unlink(tmp)
+        raise
+
+
+def _write(path: Path, save: Callable[[IO], object]) -> None:
+    try:
+        with _atomic(path) as f:
+            save(f)
+    except OSError as exc:
+        raise ReversenetError(f"cannot write {path}: {exc.strerror or exc}") from exc
+
+
+def writable_folder(folder: Path) -> None:
+    """Fail early, before any work, when `folder` cannot hold our results."""
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        tempfile.TemporaryFile(dir=folder).close()
+    except OSError as exc:
+        raise ReversenetError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
+
+
+def save_png(rgb: np.ndarray, path: Path) -> None:
+    """Save an (H, W, 3) or (H, W) uint8 array as PNG, atomically."""
+    _write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
+
+
+def save_array(array: np.ndarray, path: Path) -> None:
+    """Save a float array as .npy, atomically."""
+    _write(path, lambda f: np.save(f, array))
+
+
+def save_bytes(data: bytes, path: Path) -> None:
+    """Save bytes, atomically."""
+    _write(path, lambda f: f.write(data))
+
+
+def save_text(text: str, path: Path) -> None:
+    """Save UTF-8 text (HTML, CSV, JSON), atomically."""
+    save_bytes(text.encode("utf-8"), path)

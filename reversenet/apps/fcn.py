@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from .errors import ReversenetError
-from .graph import Graph
+from ..core.graph import Graph
+from ..errors import ReversenetError
 
 # Layers a head may hold after the flatten: they act on each position alone.
 _POSITIONWISE = (nn.Linear, nn.Dropout, nn.Identity, nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.ELU, nn.GELU, nn.SiLU,

@@ -1,26 +1,21 @@
-"""One photo's pictures in memory: the eight variants' grid of `reversenet compare`, and the
-bottleneck report of `reversenet inspect`."""
+"""The eight variants of one photo in a labelled grid: `reversenet compare` (the paper's Fig. 3)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, fx
+from torch import Tensor
 
-from .engine import Recording, VariantSpec
-from .errors import ReversenetError
-from .graph import Graph, Step
-from .images import load_image, sample_image, save_png, writable_folder
-from .models import Network, weights_identity
-from .outputs import Manifest, Output, photo_ids, sha256_file, slug, versions
-from .render import SUFFIXES, grid, render
-from .rules import call
-from .selectors import Selector, parse_selector
-from .variants import ANY, VARIANTS
+from ..core.engine import Recording
+from ..core.selectors import Selector, parse_selector
+from ..core.variants import ANY, VARIANTS
+from ..errors import ReversenetError
+from ..inputs.images import load_image, sha256_file
+from ..inputs.models import Network, weights_identity
+from ..output.files import Manifest, Output, photo_ids, save_png, slug, versions, writable_folder
+from ..output.render import SUFFIXES, grid, render
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
@@ -121,79 +116,3 @@ def save_compare(
     return [folder / n for n in names], True
 
 
-@dataclass
-class BottleneckRow:
-    layer: str
-    kind: str
-    rule: str
-    bits: float  # information content of the bottleneck
-    bytes: float  # memory the bottleneck takes as held (Rule.nbytes)
-    autograd_bytes: float  # what autograd saves for backward at this layer, measured
-
-
-@dataclass
-class BottleneckReport:
-    """Per image, along the path to `layer`."""
-
-    layer: str
-    rows: list[BottleneckRow]
-    autograd_bytes: float  # all that autograd saves for backward, each storage once
-
-    @property
-    def bits(self) -> float:
-        return sum(r.bits for r in self.rows)
-
-    @property
-    def bytes(self) -> float:
-        return sum(r.bytes for r in self.rows)
-
-
-def bottleneck_report(network: Network, *, layer: str, variant: VariantSpec, image: Path | None = None) -> BottleneckReport:
-    """The paper's information bottleneck, measured: per layer on the way to `layer`,
-    the rule `variant` applies, its bottleneck in bits and the bytes it takes as held,
-    beside the activation bytes autograd saves there for backward, for one image."""
-    x, _ = prepare(network, image or sample_image())
-    rec = Recording(network.module, x, layer=layer, variants=[variant], aliases=network.aliases)
-    saved = autograd_saved_bytes(rec.graph, x, rec.steps)
-    held = [size for _, _, size in rec.bottleneck_bytes(variant)]
-    rows = [
-        BottleneckRow(rec.graph.unique_name(step.node), step.kind, rule.name, bits, nbytes, saved[step.node])
-        for (step, rule, bits), nbytes in zip(rec.bottleneck_bits(variant), held)
-    ]
-    return BottleneckReport(layer, rows, sum(saved.values()))
-
-
-def autograd_saved_bytes(graph: Graph, x: Tensor, steps: list[Step]) -> dict[fx.Node, float]:
-    """The bytes autograd saves for backward at each step of one forward pass of `x`
-    along `steps`, per image, measured with ``saved_tensors_hooks``: x requires grad,
-    the parameters do not. A storage counts once, whole, at the first step that saves
-    it (an in-place ReLU's output, saved again as the next convolution's input, counts
-    at the ReLU); the model's own parameters and buffers are not activations and
-    count 0."""
-    model = graph.model
-    seen = {t.untyped_storage().data_ptr() for t in (*model.parameters(), *model.buffers())}
-    saved = dict.fromkeys((s.node for s in steps), 0)
-    at: list[fx.Node] = []  # the step running
-
-    def pack(t: Tensor) -> Tensor:
-        storage = t.untyped_storage()
-        if storage.data_ptr() not in seen:
-            seen.add(storage.data_ptr())
-            saved[at[-1]] += storage.nbytes()
-        return t
-
-    requires_grad = {p: p.requires_grad for p in model.parameters()}
-    # a non-leaf input, so that a first layer working in place is allowed
-    values: dict[fx.Node, Any] = {graph.input[0]: x.detach().requires_grad_().clone()}
-    try:
-        for p in requires_grad:
-            p.requires_grad_(False)
-        with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            for step in steps:
-                at.append(step.node)
-                args, kwargs = fx.node.map_arg((step.args, step.kwargs), values.__getitem__)
-                values[step.node] = step.op if step.node.op == "get_attr" else call(step.op, args, kwargs)
-    finally:
-        for p, flag in requires_grad.items():
-            p.requires_grad_(flag)
-    return {node: size / x.shape[0] for node, size in saved.items()}

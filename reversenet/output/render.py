@@ -19,13 +19,9 @@ import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from ..inputs.images import to_uint8
+
 Rendered = list[tuple[str, np.ndarray]]  # (file-name suffix, uint8 picture)
-
-
-def to_uint8(v: Tensor) -> np.ndarray:
-    """(C, H, W) in [0, 1] -> (H, W, 3) uint8; one channel is shown as grey."""
-    v = v.expand(3, -1, -1) if v.shape[0] == 1 else v
-    return (v.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
 def _safe(scale: Tensor) -> Tensor:

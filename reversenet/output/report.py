@@ -16,7 +16,7 @@ from urllib.parse import quote
 
 import jinja2
 
-from .images import save_text
+from .files import save_text
 
 GALLERY_IMAGES = ("picture", "photo")  # kinds shown as images; the others as links
 BESIDE = ("raw", "metric")  # kinds listed beside the picture of the same stem, when there is one

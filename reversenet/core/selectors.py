@@ -23,7 +23,7 @@ from functools import cache
 import torch
 from torch import Tensor
 
-from .errors import ReversenetError, UsageError, unknown
+from ..errors import ReversenetError, UsageError, unknown
 
 Reverse = Callable[[Tensor], Tensor]
 

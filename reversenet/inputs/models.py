@@ -22,10 +22,9 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from .errors import ReversenetError, UsageError, first_line, unknown
-from .graph import Graph, paper_aliases
-from .outputs import sha256_file
-from .render import to_uint8
+from ..core.graph import Graph, paper_aliases
+from ..errors import ReversenetError, UsageError, first_line, unknown
+from .images import sha256_file, to_uint8
 
 
 class Preprocessing(Protocol):
@@ -89,7 +88,7 @@ class Network:
 
         Returns
         -------
-        reversenet.graph.Graph
+        reversenet.core.graph.Graph
             The traced graph (docs/design.md §1).
         """
         module = self.module if module is None else module

@@ -1,23 +1,20 @@
-"""Reading photos and writing results; every file is written atomically."""
+"""Reading photos (and hashing input files)."""
 
 from __future__ import annotations
 
 import glob
-import os
-import tempfile
-from collections.abc import Callable, Iterable, Iterator
-from contextlib import contextmanager
+import hashlib
+from collections.abc import Iterable
 from importlib import resources
 from pathlib import Path
-from typing import IO
 
 import numpy as np
+import torch
 from PIL import Image, ImageOps, UnidentifiedImageError
+from torch import Tensor
 
-from .errors import ReversenetError, UsageError, first_line
+from ..errors import ReversenetError, UsageError, first_line
 
-_UMASK = os.umask(0o022)
-os.umask(_UMASK)
 EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".ppm")
 
 
@@ -97,55 +94,16 @@ def load_image(path: Path) -> Image.Image:
     return image.convert("RGB")
 
 
-@contextmanager
-def _atomic(path: Path, mode: str = "wb") -> Iterator[IO]:
-    """Write to a temporary file beside `path`, then rename it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    for stale in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):  # left by a killed run
-        stale.unlink(missing_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; a result is an ordinary file
-        with os.fdopen(fd, mode) as f:
-            yield f
-        os.replace(tmp, path)
-    except BaseException:
-        os.unlink(tmp)
-        raise
+def to_uint8(v: Tensor) -> np.ndarray:
+    """(C, H, W) in [0, 1] -> (H, W, 3) uint8; one channel is shown as grey."""
+    v = v.expand(3, -1, -1) if v.shape[0] == 1 else v
+    return (v.clamp(0, 1) * 255).round().to(torch.uint8).permute(1, 2, 0).cpu().numpy()
 
 
-def _write(path: Path, save: Callable[[IO], object]) -> None:
-    try:
-        with _atomic(path) as f:
-            save(f)
-    except OSError as exc:
-        raise ReversenetError(f"cannot write {path}: {exc.strerror or exc}") from exc
-
-
-def writable_folder(folder: Path) -> None:
-    """Fail early, before any work, when `folder` cannot hold our results."""
-    try:
-        folder.mkdir(parents=True, exist_ok=True)
-        tempfile.TemporaryFile(dir=folder).close()
-    except OSError as exc:
-        raise ReversenetError(f"cannot write to {folder}: {exc.strerror or exc}") from exc
-
-
-def save_png(rgb: np.ndarray, path: Path) -> None:
-    """Save an (H, W, 3) or (H, W) uint8 array as PNG, atomically."""
-    _write(path, lambda f: Image.fromarray(rgb).save(f, format="PNG"))
-
-
-def save_array(array: np.ndarray, path: Path) -> None:
-    """Save a float array as .npy, atomically."""
-    _write(path, lambda f: np.save(f, array))
-
-
-def save_bytes(data: bytes, path: Path) -> None:
-    """Save bytes, atomically."""
-    _write(path, lambda f: f.write(data))
-
-
-def save_text(text: str, path: Path) -> None:
-    """Save UTF-8 text (HTML, CSV, JSON), atomically."""
-    save_bytes(text.encode("utf-8"), path)
+def sha256_file(path: Path) -> str:
+    """The sha256 of a file (a photo, weights, an output), read in blocks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()

@@ -15,7 +15,7 @@ import torch
 from torch import fx, nn
 from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
-from .errors import ReversenetError, UsageError, first_line, unknown
+from ..errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FUNCTIONAL, Family, family_of
 
 

@@ -25,7 +25,7 @@ from typing import TypeVar
 
 import yaml
 
-from .errors import ReversenetError, UsageError, first_line, unknown
+from ..errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FAMILIES, Family, Rule
 from .rules.fallback import FALLBACK
 
@@ -84,14 +84,14 @@ class Variant:
 
         Parameters
         ----------
-        fam : reversenet.rules.Family or None
+        fam : reversenet.core.rules.Family or None
             The layer's family; None for a layer type without rules.
         where : str
             The layer's name, for error messages.
 
         Returns
         -------
-        reversenet.rules.Rule
+        reversenet.core.rules.Rule
             The rule; exact backpropagation for a layer without rules under ``fallback: bp``.
 
         Raises
@@ -107,7 +107,7 @@ class Variant:
             instead = f"use {self.name}{ANY}, the variant with" if self.name in VARIANTS else "set"
             raise ReversenetError(
                 f"no reverse rule for {where}; {instead} 'fallback: bp' (exact backprop there), "
-                "or add a rule with reversenet.rules.family/rule"
+                "or add a rule with reversenet.core.rules.family/rule"
             )
         name = self.rules.get(fam.name)
         if name is not None:

@@ -12,8 +12,8 @@ from typing import Any, Generic, TypeGuard, TypeVar, cast
 import torch
 from torch import Tensor, fx, nn
 
+from ..errors import ReversenetError, UsageError, first_line
 from . import guard
-from .errors import ReversenetError, UsageError, first_line
 from .graph import Graph, Step, evaluation, none_parameters
 from .rules import Rule
 from .rules.fallback import FALLBACK, Constant
@@ -61,7 +61,7 @@ class Recording(Generic[P]):
 
     Parameters
     ----------
-    model : torch.nn.Module or reversenet.graph.Graph
+    model : torch.nn.Module or reversenet.core.graph.Graph
         The network, traced with torch.fx; pass a ``Graph`` already traced to trace a
         model used for many batches once.
     x : torch.Tensor or tuple of torch.Tensor
@@ -173,7 +173,7 @@ class Recording(Generic[P]):
             self.activations = self._forward(feed, loaded)
         unchecked = {node: self.activations[name] for name, node in self.targets.items()
                      if node.name not in self._checks.passed}  # fmt: skip
-        if unchecked:  # the guard, once per model, trace and layer (reversenet.guard)
+        if unchecked:  # the guard, once per model, trace and layer (reversenet.core.guard)
             guard.layers(self.graph, self._call, unchecked)
             self._checks.passed.update(node.name for node in unchecked)
         for (variant, kind), places in self._fallbacks.items():  # one line per layer type
@@ -263,7 +263,7 @@ class Recording(Generic[P]):
 
     def _check(self, step: Step, rule: Rule, y: Any, r: Any, values: dict[fx.Node, Any]) -> str | None:
         """The guard at one step, once per model, trace and rule: why the rule does not
-        compute the model's operation there (reversenet.guard), or None."""
+        compute the model's operation there (reversenet.core.guard), or None."""
         key = (step.node.name, type(rule))
         if rule is FALLBACK or key in self._checks.passed:
             return None
@@ -304,7 +304,7 @@ class Recording(Generic[P]):
 
         Returns
         -------
-        list of (reversenet.graph.Step, reversenet.rules.Rule)
+        list of (reversenet.core.graph.Step, reversenet.core.rules.Rule)
             Input first; made once per recording, variant and layer.
         """
         variant, layer = load_variant(variant), layer or self.layer
@@ -327,7 +327,7 @@ class Recording(Generic[P]):
 
         Returns
         -------
-        list of (reversenet.graph.Step, reversenet.rules.Rule, float)
+        list of (reversenet.core.graph.Step, reversenet.core.rules.Rule, float)
             Per step of the plan, its rule and bits per image (a ReLU mask: 1 bit per
             element; switches: log2(window) per output).
         """
@@ -347,7 +347,7 @@ class Recording(Generic[P]):
 
         Returns
         -------
-        list of (reversenet.graph.Step, reversenet.rules.Rule, float)
+        list of (reversenet.core.graph.Step, reversenet.core.rules.Rule, float)
             Per step of the plan, its rule and bytes per image (``Rule.nbytes``: a ReLU
             mask packed 8 bits to a byte, a switch one byte per output).
         """
@@ -582,7 +582,7 @@ class Recording(Generic[P]):
         self, signal: Tensor, steps: list[Step], plans: list[list[tuple[Step, Rule]]], layer: str
     ) -> dict[fx.Node, Window]:
         """The window of each node that a signal confined to a small box reaches, or {}
-        where the reverse is as cheap on whole maps (see reversenet.window)."""
+        where the reverse is as cheap on whole maps (see reversenet.core.window)."""
         target = self.targets[layer]
         if target not in self._extent or signal.dim() != 4:
             return {}

@@ -64,7 +64,7 @@ class Rule:
         return POINTWISE if self.pointwise else None
 
     def reverse_window(self, op: Any, grad: Tensor, r: Any, window: Window) -> Signal | tuple[Tensor | None, ...]:
-        """`reverse` of a signal on a `window` of the output map (reversenet.window),
+        """`reverse` of a signal on a `window` of the output map (reversenet.core.window),
         the maps in `r` cropped to it: x̂ on ``window.through(footprint)``, without
         cropping to the input map. A pointwise rule reverses as on whole maps."""
         return self.reverse(op, grad, r)

@@ -31,11 +31,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .engine import Recording, VariantSpec
-from .errors import UsageError
-from .images import find_images, load_image, sample_image, save_bytes, save_text
-from .models import Network, as_network
-from .variants import VARIANTS, expand, load_variant
+from ..core.engine import Recording, VariantSpec
+from ..core.variants import VARIANTS, expand, load_variant
+from ..errors import UsageError
+from ..inputs.images import find_images, load_image, sample_image
+from ..inputs.models import Network, as_network
+from ..output.files import save_bytes, save_text
 
 CONTROL = "deconvnet-center"  # no bottleneck at all
 TESTS = ("cascading", "independent")

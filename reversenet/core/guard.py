@@ -32,7 +32,7 @@ import torch
 from torch import Tensor, fx, nn
 from torch.utils._pytree import tree_flatten
 
-from .errors import ReversenetError
+from ..errors import ReversenetError
 from .graph import Graph, evaluation
 from .rules.fallback import copies
 

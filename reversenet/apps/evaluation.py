@@ -24,9 +24,10 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from .errors import ReversenetError, UsageError, first_line
-from .images import EXTENSIONS, find_images, save_text, writable_folder
-from .models import Network, as_network
+from ..errors import ReversenetError, UsageError, first_line
+from ..inputs.images import EXTENSIONS, find_images
+from ..inputs.models import Network, as_network
+from ..output.files import save_text, writable_folder
 from .segmentation import GAUSSIAN, METHODS, Seeds, Segmenter
 
 RESULTS = ("image", "class", "method", "network", "pp", "iou", "truth")

@@ -23,11 +23,10 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .errors import unknown
-from .images import save_bytes
-from .outputs import Manifest, Output, slug, versions
+from ..core.rules import FAMILIES
+from ..errors import unknown
+from .files import Manifest, Output, save_bytes, slug, versions
 from .render import grid
-from .rules import FAMILIES
 
 if TYPE_CHECKING:
     from .batch import Plan

@@ -21,15 +21,25 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
-from .engine import Recording
-from .errors import ReversenetError, UsageError, first_line
+from ..core.engine import Recording
+from ..core.selectors import parse_selector
+from ..core.variants import expand, load_variant
+from ..errors import ReversenetError, UsageError, first_line
+from ..inputs.images import load_image
+from ..inputs.models import Network, as_network, weights_identity
+from ..output.files import (
+    Manifest,
+    Output,
+    photo_ids,
+    remove_temporaries,
+    save_png,
+    slug,
+    unique,
+    versions,
+    writable_folder,
+)
+from ..output.render import heat, saliency_map
 from .fcn import fully_convolutional
-from .images import load_image, save_png, writable_folder
-from .models import Network, as_network, weights_identity
-from .outputs import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
-from .render import heat, saliency_map
-from .selectors import parse_selector
-from .variants import expand, load_variant
 
 GAUSSIAN = "gaussian"  # the baseline's method name
 METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by default, as in Table 1

@@ -1,7 +1,7 @@
 """Batch runs from a config: `reversenet run CONFIG` and :func:`run`.
 
 A run is planned in full before any work: every photo, model, layer, variant, selector and
-renderer checked, every output named (:mod:`reversenet.outputs`). Then, per model, the photos
+renderer checked, every output named (:mod:`reversenet.output.files`). Then, per model, the photos
 whose outputs are not current go through the network in batches: one forward pass per batch
 records the bottleneck up to the deepest layer asked for, and every layer, variant and selector
 is reversed from it. Photos are decoded in background workers (a torch DataLoader).
@@ -28,17 +28,19 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from . import images, montage
+from ..core.engine import Recording
+from ..core.graph import Graph
+from ..core.selectors import Mixture, Noise, Random, Selector, TopK, parse_selector
+from ..core.variants import Variant, expand, load_variant
+from ..errors import UsageError, first_line
+from ..inputs import images
+from ..inputs.fourier import fourier, phase
+from ..inputs.images import sha256_file
+from ..inputs.models import Network, load_network, pick_device, weights_identity
+from . import files, montage
 from .config import RunConfig, load_config
-from .engine import Recording
-from .errors import UsageError, first_line
-from .fourier import fourier, phase
-from .graph import Graph
-from .models import Network, load_network, pick_device, weights_identity
-from .outputs import Manifest, Output, photo_ids, remove_temporaries, sha256_file, slug, unique, versions
+from .files import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
 from .render import SUFFIXES, render
-from .selectors import Mixture, Noise, Random, Selector, TopK, parse_selector
-from .variants import Variant, expand, load_variant
 
 Progress = Callable[[str, int, int], None]  # (what, done, total)
 
@@ -151,7 +153,7 @@ def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
         montage.check_axes(config.montages)
     out = Path(config.out or f"reversenet-out/{Path(config.source).stem}")
     with config.blame("out"):
-        images.writable_folder(out)
+        files.writable_folder(out)
     rank, world = shard or _ranks()
     manifest = Manifest(out)
     ids = photo_ids(photos, manifest.photo_ids())
@@ -286,11 +288,11 @@ def _batch(
         nonlocal written
         path = p.out / output.file
         if isinstance(array, str):
-            images.save_text(array, path)
+            files.save_text(array, path)
         elif output.kind == "raw":
-            images.save_array(array, path)
+            files.save_array(array, path)
         else:
-            images.save_png(array, path)
+            files.save_png(array, path)
         output.neuron = neuron
         manifest.add(output)
         written += 1
@@ -449,7 +451,7 @@ def run(
 
     Returns
     -------
-    reversenet.batch.Result
+    reversenet.output.batch.Result
         A list of the manifest rows (dicts) of the run's outputs, failures with kind
         ``failed`` (a photo that cannot be read is recorded and skipped, not raised), with
         attributes ``written``, ``current``, ``failed``, ``tables``, ``out``, ``finished``.

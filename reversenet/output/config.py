@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from .errors import UsageError
+from ..errors import UsageError
 from .render import RENDERERS
 
 LEAD = ("input", "fourier", "phase")  # photo-level pictures (Fig. 7)

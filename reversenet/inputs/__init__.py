@@ -1,0 +1,1 @@
+"""What goes in: photos, and networks (a model, its weights, its preprocessing)."""
