@@ -59,11 +59,11 @@ objectness: setup
 figure: setup
 	$(BIN)/reversenet compare --weights random -o docs/compare-vgg16-random.png
 	$(BIN)/reversenet run fig5-random-weights --set out=reversenet-out/fig5
-	cp reversenet-out/fig5/montages/photo-by-variant-render.png docs/fig5-random-weights.png
+	cp reversenet-out/fig5/montages/vgg16_pool5_photo-by-variant-render.png docs/fig5-random-weights.png
 	$(BIN)/reversenet run fig7-phase --set weights=random --set out=reversenet-out/fig7
-	cp reversenet-out/fig7/montages/photo-by-variant.png docs/fig7-phase.png
+	cp reversenet-out/fig7/montages/vgg16_pool5_noise_photo-by-variant.png docs/fig7-phase.png
 	$(BIN)/reversenet run fig4-neuron-selectivity --set weights=random --set model=alexnet --set out=reversenet-out/fig4
-	$(BIN)/python -c "from PIL import Image; m = Image.open('reversenet-out/fig4/montages/layer-select-by-variant.png'); \
+	$(BIN)/python -c "from PIL import Image; m = Image.open('reversenet-out/fig4/montages/alexnet_layer-select-by-variant.png'); \
 		m.reduce(2).convert('RGB').save('docs/fig4-selectivity.jpg', quality=85)"
 
 clean:

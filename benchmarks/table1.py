@@ -18,7 +18,8 @@ from rich.console import Console
 from rich.table import Table
 
 import reversenet
-from reversenet.apps.segmentation import GAUSSIAN, METHODS
+from reversenet.choices import EVALUATE_METHODS as METHODS
+from reversenet.choices import GAUSSIAN
 from reversenet.inputs.images import find_images
 from reversenet.output.files import save_text
 

@@ -15,21 +15,57 @@ torch.Size([1, 3, 224, 224])
 9
 """
 
-from . import diff  # reversenet.diff.assert_images_match after `import reversenet`
-from .apps.evaluation import Evaluation, evaluate
-from .apps.fcn import fully_convolutional
-from .apps.randomisation import Sanity, sanity
-from .apps.segmentation import Seeds, Segmenter, segment
-from .core.engine import Recording, reverse
-from .core.selectors import Selector, parse_selector
-from .core.variants import VARIANTS, Variant, load_variant
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from .errors import ReversenetError, UsageError
-from .inputs.images import sample_image
-from .inputs.models import Network, load_network
-from .output.batch import run
+
+# Where each public name lives; loaded on first use, so that `import reversenet` costs no more
+# than torch and torchvision do, and OpenCV, SciPy, matplotlib and Jinja2 load only where used.
+_PUBLIC = {
+    "VARIANTS": ".choices", "Evaluation": ".apps.evaluation", "evaluate": ".apps.evaluation",
+    "fully_convolutional": ".apps.fcn", "Sanity": ".apps.randomisation", "sanity": ".apps.randomisation",
+    "Seeds": ".apps.seeds", "Segmenter": ".apps.segmentation", "segment": ".apps.segmentation",
+    "Recording": ".core.engine", "reverse": ".core.engine", "Selector": ".core.selectors",
+    "parse_selector": ".core.selectors", "Variant": ".core.variants", "load_variant": ".core.variants",
+    "sample_image": ".inputs.images", "Network": ".inputs.models", "load_network": ".inputs.models",
+    "NetworkSpec": ".inputs.spec", "run": ".output.batch", "diff": ".diff",
+}  # fmt: skip
+
+if TYPE_CHECKING:
+    from . import diff
+    from .apps.evaluation import Evaluation, evaluate
+    from .apps.fcn import fully_convolutional
+    from .apps.randomisation import Sanity, sanity
+    from .apps.seeds import Seeds
+    from .apps.segmentation import Segmenter, segment
+    from .choices import VARIANTS
+    from .core.engine import Recording, reverse
+    from .core.selectors import Selector, parse_selector
+    from .core.variants import Variant, load_variant
+    from .inputs.images import sample_image
+    from .inputs.models import Network, load_network
+    from .inputs.spec import NetworkSpec
+    from .output.batch import run
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _PUBLIC:
+        raise AttributeError(f"module 'reversenet' has no attribute {name!r}")
+    module = importlib.import_module(_PUBLIC[name], __name__)
+    value = module if name == "diff" else getattr(module, name)
+    globals()[name] = value  # once
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_PUBLIC])
+
 
 __all__ = [
-    "VARIANTS", "Evaluation", "Network", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter", "Selector",
-    "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_network", "load_variant",
+    "VARIANTS", "Evaluation", "Network", "NetworkSpec", "Recording", "ReversenetError", "Sanity", "Seeds", "Segmenter",
+    "Selector", "UsageError", "Variant", "diff", "evaluate", "fully_convolutional", "load_network", "load_variant",
     "parse_selector", "reverse", "run", "sample_image", "sanity", "segment",
 ]  # fmt: skip

@@ -25,6 +25,7 @@ from .errors import ReversenetError, UsageError
 from .inputs.images import EXTENSIONS, load_image
 from .output.files import save_png
 from .output.render import heat
+from .tables import Table
 
 
 @dataclass(frozen=True)
@@ -94,6 +95,28 @@ class Difference:
         return [self.name, str(self.max_abs), f"{self.psnr:.1f}", f"{self.over:.2%}", verdict]
 
 
+def table(results: list[Difference], a: str | Path, b: str | Path, tolerance: int, threshold: int) -> Table:
+    """The pairs as a table, a row each (see `Difference.row`).
+
+    Parameters
+    ----------
+    results : list of Difference
+        From `diff_paths`.
+    a, b : str or pathlib.Path
+        What was compared, for the title.
+    tolerance : int
+        For the verdicts.
+    threshold : int
+        The threshold the share over it was counted with.
+
+    Returns
+    -------
+    reversenet.tables.Table
+    """
+    return Table(f"{a} vs {b}", ["image", "max |A−B|", "PSNR dB", f"share > {threshold}", ""],
+                 [d.row(tolerance) for d in results], right=("max |A−B|", "PSNR dB", f"share > {threshold}"))  # fmt: skip
+
+
 def verdict(results: list[Difference], tolerance: int) -> tuple[bool, str]:
     """Whether every pair is within `tolerance`, and one line that says so.
 
@@ -132,7 +155,7 @@ def _compare(a: np.ndarray, b: np.ndarray, name: str, threshold: int) -> tuple[D
     """The difference of two RGB uint8 arrays, and per pixel the largest |A − B| over
     the channels (None when their sizes differ)."""
     if a.shape != b.shape:
-        size = "×".join(map(str, a.shape[:2])), "×".join(map(str, b.shape[:2]))
+        size = [f"{u.shape[1]}×{u.shape[0]}" for u in (a, b)]  # width × height, as everywhere
         return Difference(name, problem=f"size {size[0]} vs {size[1]}"), None
     delta = np.abs(a.astype(np.int16) - b.astype(np.int16))
     mse = float((delta.astype(np.float64) ** 2).mean())

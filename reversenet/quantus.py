@@ -19,6 +19,7 @@ import torch
 from torch import Tensor, nn
 
 from .core.engine import Recording, VariantSpec
+from .core.graph import device_of
 from .errors import UsageError
 
 
@@ -71,7 +72,7 @@ def explain(
     >>> explain(net.eval(), x, np.array([0, 1]), variant="salinet").shape
     (2, 1, 8, 8)
     """
-    device = device or next(model.parameters(), torch.empty(0)).device
+    device = device or device_of(model)
     x = torch.as_tensor(np.asarray(inputs) if not isinstance(inputs, Tensor) else inputs, dtype=torch.float32)
     # Traced on every call: Quantus hands over randomised copies of the model
     rec = Recording(model, x.to(device), layer=layer or "output", variants=[variant])

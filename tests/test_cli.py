@@ -213,10 +213,10 @@ def test_inspect_vgg16(run):
     code, out, err = run("inspect", "--model", "vgg16")  # no weights needed
     assert code == 0, err
     rows = {line.split("\t")[0]: line for line in out.splitlines()}  # piped: tab-separated
-    relu1 = rows["features.1"]
+    relu1 = rows["relu1_1"]  # the paper's names, as -l takes them
     assert "hybrid" in relu1 and "3,211,264" in relu1  # 64×224×224 mask bits
     assert "401,408" in relu1 and "12,845,056" in relu1  # held: 8 to a byte; autograd: float32
-    pool1 = rows["features.4"]
+    pool1 = rows["pool1"]
     assert "switches" in pool1 and "1,605,632" in pool1  # 64×112×112 outputs × log2(4)
     assert "802,816" in pool1  # held: one byte per output
     assert "16,608,256" in out and "3,223,808" in out and "4.41%" in err

@@ -61,7 +61,7 @@ def test_diff_reports_unpaired_and_resized_images(run, tmp_path):
     _png(tmp_path / "b/x.png", np.zeros((8, 9, 3)))
     _png(tmp_path / "a/only.png", np.zeros((8, 8, 3)))
     code, out, err = run("diff", "a", "b")
-    assert code == 1 and "only in a" in out and "size 8×8 vs 8×9" in out
+    assert code == 1 and "only in a" in out and "size 8×8 vs 9×8" in out  # width × height
     # counted apart from the pairs that differ, and shown without numbers
     assert "0 of 1 pair differ beyond tolerance 0, 1 differ in size, 1 file without a pair" in err
     assert "inf" not in out

@@ -18,7 +18,7 @@ from PIL import Image
 import reversenet
 from reversenet.inputs.fourier import fourier, phase
 from reversenet.inputs.images import sample_image, sha256_file
-from reversenet.output.montage import selectivity
+from reversenet.output.selectivity import score as selectivity
 
 EXPERIMENTS = Path(__file__).parent.parent / "configs" / "experiments"
 
@@ -50,9 +50,9 @@ def photos(folder: Path, n: int) -> Path:
 @pytest.mark.parametrize(
     "name,extra,montage",
     [
-        ("fig3-eight-variants", [], "montages/MaxPool2d-by-ReLU.png"),
-        ("fig5-random-weights", [], "montages/photo-by-variant-render.png"),
-        ("fig7-phase", [], "montages/photo-by-variant.png"),
+        ("fig3-eight-variants", [], "montages/vgg16_pool5_MaxPool2d-by-ReLU.png"),
+        ("fig5-random-weights", [], "montages/vgg16_pool5_photo-by-variant-render.png"),
+        ("fig7-phase", [], "montages/vgg16_pool5_noise_photo-by-variant.png"),
         ("fig4-neuron-selectivity", ["--set", "model=alexnet", "--set", "images=photos/"], None),
     ],
 )
@@ -92,7 +92,7 @@ def test_fig3_montage_is_the_two_by_four_grid(run, tmp_path):
     code, _, err = run("run", str(EXPERIMENTS / "fig3-eight-variants.yaml"), "--set", "weights=random",
                        "--set", "model=alexnet", "--set", "out=o")  # fmt: skip
     assert code == 0, err
-    grid = np.asarray(Image.open(tmp_path / "o/montages/MaxPool2d-by-ReLU.png"))
+    grid = np.asarray(Image.open(tmp_path / "o/montages/alexnet_pool5_MaxPool2d-by-ReLU.png"))
     assert 4 * 224 < grid.shape[1] < 5 * 224 + 400 and 2 * 224 < grid.shape[0] < 3 * 224
     cell = np.asarray(Image.open(tmp_path / "o/chelsea_alexnet_pool5_desalinet.png"))
     # the montage holds the pictures themselves: DeSaliNet (switches, hybrid) is row 1, column 4

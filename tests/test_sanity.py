@@ -38,12 +38,11 @@ def alexnet_result():
 
 def test_rows_cover_every_test_step_and_method(alexnet_result):
     result = alexnet_result
-    assert result.layers == ["features.0", "features.3", "features.6", "features.8", "features.10",
-                             "classifier.1", "classifier.4", "classifier.6"]  # fmt: skip
+    assert result.layers == ["conv1", "conv2", "conv3", "conv4", "conv5", "fc6", "fc7", "fc8"]  # as -l names them
     methods = {"salinet", "desalinet", CONTROL}
     assert len(result.rows) == 2 * (len(result.layers) + 1) * len(methods)  # one photo
     steps = {(r["test"], r["step"]): r["randomised"] for r in result.rows}
-    assert steps["cascading", 1] == "classifier.6" and steps["independent", 8] == "features.0"
+    assert steps["cascading", 1] == "fc8" and steps["independent", 8] == "conv1"
     for row in result.rows:
         if row["step"] == 0:  # the trained network against itself
             assert row["spearman"] == pytest.approx(1) and row["sign"] == pytest.approx(1)
@@ -75,7 +74,7 @@ def test_cli_writes_plot_csv_and_table(tmp_path):
     result = CliRunner().invoke(cli, ["sanity", "-m", "alexnet", "-w", "random", "-v", "salinet", "--test",
                                       "cascading", "-o", str(tmp_path)])  # fmt: skip
     assert result.exit_code == 0, result.output
-    assert "classifier.6" in result.output and "deconvnet-center" in result.output
+    assert "fc8" in result.output and "deconvnet-center" in result.output
     assert (tmp_path / "sanity.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     rows = list(csv.DictReader((tmp_path / "sanity.csv").open()))
     assert {r["method"] for r in rows} == {"salinet", CONTROL} and len(rows) == 2 * 9

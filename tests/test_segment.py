@@ -242,7 +242,7 @@ def test_segment_writes_mask_map_and_overlay_and_resumes(run, tmp_path):
     assert mask.shape == (200, 260) and set(np.unique(mask)) <= {0, 255}  # the photo's own size
     assert Image.open(out / "scene0_alexnet_fc8_salinet-overlay.png").size == (332, 256)  # as the network saw it
     code, _, err = run(*args)
-    assert code == 0 and "2 photos current: skipped" in err
+    assert code == 0 and "2 photos already done, 12 files current: skipped" in err
 
 
 def test_segment_sample_photo_default(run, tmp_path):
@@ -257,7 +257,7 @@ def test_evaluate_scores_every_method_and_reports_what_it_cannot(run, tmp_path):
     Image.fromarray(np.zeros((200, 260), np.uint8)).save(masks / "scene1.png")  # empty
     Image.fromarray(np.full((100, 100), 255, np.uint8)).save(masks / "scene2_2.png")  # another aspect
     (images / "classes.csv").write_text("stem,class\nscene0,a\nscene1,a\nscene2,b\n")
-    code, out, err = run("evaluate", "-m", "alexnet", "-w", "random", "--images", str(images), "--masks", str(masks),
+    code, out, err = run("evaluate", "-m", "alexnet", "-w", "random", "-i", str(images), "--masks", str(masks),
                          "-v", "salinet", "-o", "table")  # fmt: skip
     assert code == 1 and "Traceback" not in err
     assert "nomask.png: no mask" in err and "scene1.png is empty" in err and "scene2_2.png is 100×100" in err
@@ -279,7 +279,7 @@ def test_evaluate_scores_every_method_and_reports_what_it_cannot(run, tmp_path):
 def test_evaluate_bad_input_is_one_line(run, tmp_path, args, status, fragments):
     images, masks = _folder(tmp_path, 1)
     (tmp_path / "empty").mkdir()
-    base = ["evaluate", "-m", "alexnet", "-w", "random", "-v", "salinet", "--images", str(images), "--masks", str(masks)]
+    base = ["evaluate", "-m", "alexnet", "-w", "random", "-v", "salinet", "-i", str(images), "--masks", str(masks)]
     code, _, err = run(*base, *args)
     if status == 1 and "receptive" in fragments[0]:  # a photo that fails is listed, then the summary error
         assert code == 1 and "smaller than the receptive field" in err and "Traceback" not in err

@@ -2,26 +2,27 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
-import torch
 from torch import Tensor
 
 from ..core.engine import Recording
 from ..core.selectors import Selector, parse_selector
-from ..core.variants import ANY, VARIANTS
-from ..errors import ReversenetError
-from ..inputs.images import load_image, sha256_file
-from ..inputs.models import Network, weights_identity
-from ..output.files import Manifest, Output, photo_ids, save_png, slug, versions, writable_folder
-from ..output.render import SUFFIXES, grid, render
+from ..core.variants import ANY, VARIANTS, load_variant
+from ..errors import ReversenetError, UsageError
+from ..inputs.images import load_image
+from ..inputs.models import Network
+from ..inputs.spec import NetworkSpec
+from ..output.files import MANIFEST, Output, OutputFolder, Result, known_photos, save_png, writable_folder
+from ..output.montage import label
+from ..output.render import grid, render
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
     """The network input (1, C, H, W) for a photo, and the photo as the network sees it."""
-    device = next(network.module.parameters(), torch.empty(0)).device
-    x = network.transform(load_image(path))[None].to(device)
+    x = network.transform(load_image(path))[None].to(network.device)
     return x, network.picture(x[0])
 
 
@@ -54,12 +55,57 @@ def compare(
             [render(pictures[v][k, 0], how, photo)[0][1] for v in variants],
             columns=4,
             captions=variants,
-            column_titles=[f"ReLU: {r}" for r in ("identity", "relu", "bp", "hybrid")],
-            row_titles=["pool: switches", "pool: centre"],
+            column_titles=[label(["ReLU"], (load_variant(v).rules["ReLU"],)) for v in variants[:4]],
+            row_titles=[label(["MaxPool2d"], (load_variant(v).rules["MaxPool2d"],)) for v in variants[::4]],
             title=f"{image.name} · {network.name} · {layer} · {select}" + (f" · {k + 1} of {count}" if count > 1 else ""),
         )
         for k in range(count)
     ]
+
+
+def save_compare(
+    network: Network,
+    images: Sequence[Path],
+    *,
+    spec: NetworkSpec,
+    layer: str | None = None,
+    select: str = "max",
+    how: str = "paper",
+    out: Path | None = None,
+    fallback: bool = False,
+    force: bool = False,
+) -> Result:
+    """Write `compare`'s grids of `images` to `out`: a folder (default reversenet-out/), each
+    grid named as reversenet.output.files states and recorded in the folder's manifest unless
+    the manifest shows it current; or a .png file for one grid, recorded likewise in an output
+    folder (one with a manifest), else written alone (one file was asked for). A selector of K
+    signals gives K grids, numbered -1 … -K. `spec` is what made `network` (the manifest
+    records it)."""
+    layer = layer or network.default_layer
+    count = grids_per_photo(select)
+    file = out if out is not None and out.suffix.lower() == ".png" else None
+    if file and len(images) * count > 1:
+        raise UsageError(f"-o {out} names one grid; give a folder for {len(images)} photos or several signals")
+    if file and not (file.parent / MANIFEST).is_file():  # one file asked for, in no output folder: alone
+        writable_folder(file.parent)
+        save_png(compare(network, images[0], layer=layer, select=select, how=how, seed=spec.seed, fallback=fallback)[0], file)
+        return Result(written=1, out=file, named=True)
+    folder = OutputFolder(file.parent if file else out or Path("reversenet-out"))
+    photos = known_photos([image.resolve() for image in images], folder.manifest)
+    rows, written, current = [], 0, 0
+    for image, photo in zip(images, photos.values()):
+        outputs = [Output("compare", photo, spec.identity(), layer, eight(fallback), select, k if count > 1 else None,
+                          how, "compare-bp" if fallback else "compare", name=file and file.name)
+                   for k in range(1, count + 1)]  # fmt: skip
+        if not force and all(folder.current(o) for o in outputs):
+            current += len(outputs)
+            rows += [folder.manifest.records[o.file] for o in outputs]
+            continue
+        grids = compare(network, image, layer=layer, select=select, how=how, seed=spec.seed, fallback=fallback)
+        rows += [folder.write(o, picture) for picture, o in zip(grids, outputs)]
+        written += len(outputs)
+    folder.manifest.merge()
+    return Result(rows, written=written, current=current, photos_current=current // count, out=folder.folder, named=True)
 
 
 def eight(fallback: bool) -> list[str]:
@@ -70,49 +116,3 @@ def eight(fallback: bool) -> list[str]:
 def grids_per_photo(select: str) -> int:
     """How many grids `compare` draws per photo: one per signal, K for topk:K."""
     return getattr(parse_selector(select), "k", 1)
-
-
-def save_compare(
-    network: Network,
-    image: Path,
-    *,
-    weights: str,
-    layer: str | None = None,
-    select: str = "max",
-    how: str = "paper",
-    seed: int = 0,
-    out: Path | None = None,
-    fallback: bool = False,
-    force: bool = False,
-) -> tuple[list[Path], bool]:
-    """Write `compare`'s grids to `out`, a folder (default reversenet-out/, the grid named
-    <photo>_<model>_<layer>[_<selector>]_compare[-bp][-<renderer>].png) or a .png file, recorded in
-    the folder's manifest, unless the manifest shows them current. A selector of K signals
-    gives K grids, numbered -1 … -K. Returns the files and whether they were written."""
-    layer = layer or network.default_layer
-    file = out if out is not None and out.suffix.lower() == ".png" else None
-    folder = file.parent if file else out or Path("reversenet-out")
-    writable_folder(folder)
-    manifest = Manifest(folder)
-    photo = image.resolve()
-    photo_id = photo_ids([photo], manifest.photo_ids())[photo]
-    tag = "" if select == "max" else "_" + slug(select)
-    kind = "compare-bp" if fallback else "compare"
-    name = file.name if file else f"{photo_id}_{slug(network.name)}_{slug(layer)}{tag}_{kind}{SUFFIXES[how][0]}.png"
-    params = {"photo": str(photo), "photo_id": photo_id, "photo_sha256": sha256_file(photo), "model": network.name,
-              **weights_identity(network.name, weights), "seed": seed, "layer": layer, "variant": eight(fallback),
-              "select": select, "render": how, **versions()}  # fmt: skip
-    count = grids_per_photo(select)
-    stem = name.removesuffix(".png")
-    names = [name] if count == 1 else [f"{stem}-{k}.png" for k in range(1, count + 1)]
-    outputs = [Output(n, "montage", {**params, "signal": k}) for k, n in enumerate(names, 1)]
-    if not force and all(manifest.current(o) for o in outputs):
-        return [folder / n for n in names], False
-    pictures = compare(network, image, layer=layer, select=select, how=how, seed=seed, fallback=fallback)
-    for picture, output in zip(pictures, outputs):
-        save_png(picture, folder / output.file)
-        manifest.add(output)
-    manifest.merge()
-    return [folder / n for n in names], True
-
-

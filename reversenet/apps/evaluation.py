@@ -14,7 +14,9 @@ per-class means (the paper's averaging).
 from __future__ import annotations
 
 import csv
+import dataclasses
 import io
+import json
 from collections import defaultdict
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -24,13 +26,19 @@ import cv2
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ..choices import EVALUATE_METHODS, GAUSSIAN
 from ..errors import ReversenetError, UsageError, first_line
-from ..inputs.images import EXTENSIONS, find_images
-from ..inputs.models import Network, as_network
-from ..output.files import save_text, writable_folder
-from .segmentation import GAUSSIAN, METHODS, Seeds, Segmenter
+from ..inputs.images import EXTENSIONS, find_images, sha256_file
+from ..inputs.models import Network
+from ..inputs.spec import DEVICE, MODEL, SEED, WEIGHTS, NetworkSpec, as_network
+from ..output.files import Output, OutputFolder, csv_text
+from ..tables import Table
+from .seeds import Seeds
+from .segmentation import Segmenter
 
 RESULTS = ("image", "class", "method", "network", "pp", "iou", "truth")
+SUMMARY = ("method", "network", "images", "pp", "iou", "classes", "pp_class", "iou_class")
+_FILES = ("results.csv", "summary.csv", "problems.csv", "evaluation.json")
 
 
 def read_mask(path: Path) -> tuple[np.ndarray, str | None]:
@@ -124,6 +132,7 @@ class Evaluation:
     rows: list[dict] = field(default_factory=list)
     problems: list[dict] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
+    current: bool = False  # read back from files found current, not computed
 
     def summary(self) -> list[dict]:
         """The table: per method, the mean scores.
@@ -152,6 +161,50 @@ class Evaluation:
         return out
 
 
+    def table(self, title: str) -> Table:
+        """The summary as a table: PP and IoU per method, with the class means when the
+        images carry classes.
+
+        Parameters
+        ----------
+        title : str
+            What was scored (the masks' folder).
+
+        Returns
+        -------
+        reversenet.tables.Table
+            Cells as text, 2 decimals.
+        """
+        summary = self.summary()
+        by_class = any("classes" in line for line in summary)
+        columns = ["method", "network", "PP", "IoU", "images"] + (["PP (class mean)", "IoU (class mean)", "classes"] if by_class else [])
+        rows = []
+        for line in summary:
+            cells = [line["method"], line["network"], f"{line['pp']:.2f}", f"{line['iou']:.2f}", str(line["images"])]
+            if by_class:
+                cells += [f"{line['pp_class']:.2f}", f"{line['iou_class']:.2f}", str(line["classes"])]
+            rows.append(cells)
+        return Table(f"{self.network}: {title}", columns, rows, right=tuple(columns[2:]))
+
+    def save(self, out: Path, params: dict) -> None:
+        """Write results.csv, summary.csv, problems.csv (when there are problems) and
+        evaluation.json (all of it, for a rerun to find current), recorded in the folder's
+        manifest; `params`, what made them."""
+        folder = OutputFolder(out)
+        data = [csv_text(RESULTS, self.rows), csv_text(SUMMARY, self.summary()),
+                csv_text(("image", "problem"), self.problems) if self.problems else None,
+                json.dumps(dataclasses.asdict(self), ensure_ascii=False)]  # fmt: skip
+        for output, text in zip(_outputs(params), data):
+            if text is not None:
+                folder.write(output, text)
+        if not self.problems:
+            (out / "problems.csv").unlink(missing_ok=True)  # a rerun's: no longer true
+
+
+def _outputs(params: dict) -> list[Output]:
+    return [Output("table" if f.endswith("csv") else "metric", extra=params, name=f) for f in _FILES]
+
+
 def _mean(values: Iterable[float]) -> float:
     values = list(values)
     return float(np.mean(values)) if values else float("nan")
@@ -160,18 +213,19 @@ def _mean(values: Iterable[float]) -> float:
 def evaluate(
     images: Path | str,
     masks: Path | str,
-    model: str | Network = "vgg16",
+    model: str | Network | NetworkSpec = MODEL,
     *,
-    weights: str = "DEFAULT",
-    device: str = "cpu",
-    methods: Sequence[str] = METHODS,
+    out: Path | str | None,
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+    methods: Sequence[str] = EVALUATE_METHODS,
     classes: Path | None = None,
-    out: Path | str | None = "reversenet-out",
     layer: str | None = None,
     select: str = "objectness",
     size: int = 256,
     seeds: Seeds = Seeds(),
-    seed: int = 0,
+    force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Evaluation:
     """Segment annotated photos with each method and the Gaussian baseline, and score them.
@@ -188,20 +242,26 @@ def evaluate(
         A folder of photos.
     masks : str or pathlib.Path
         A folder of masks (0/255 or 0/1 PNGs).
-    model : str or reversenet.Network, default "vgg16"
+    model : str, reversenet.Network or NetworkSpec, default "vgg16"
         A torchvision classifier's name, ``package.module:factory``, or a network.
+    out : str or pathlib.Path or None
+        Where ``results.csv``, ``summary.csv``, ``problems.csv`` and ``evaluation.json``
+        go; None writes nothing. A rerun with the same network, photos, masks and options
+        finds them current and scores nothing again.
     weights : str, default "DEFAULT"
         As in `reversenet.load_network`.
-    device : str, default "cpu"
-        ``cpu`` or ``cuda``.
+    seed : int, default 0
+        Seeds random weights, random selectors and OpenCV's random numbers.
+    device : str, default "auto"
+        ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``.
     methods : sequence of str, default ("salinet", "desalinet", "deconvnet")
         Variants; the Gaussian baseline always runs too.
     classes : pathlib.Path, optional
         A ``stem,class`` CSV; default ``classes.csv`` in `images` or `masks` if there is one.
-    out : str or pathlib.Path or None, default "reversenet-out"
-        Where ``results.csv``, ``summary.csv`` and ``problems.csv`` go; None writes nothing.
-    layer, select, size, seeds, seed
+    layer, select, size, seeds
         As in `Segmenter`.
+    force : bool, default False
+        Score again when the files in `out` are current.
     progress : callable, optional
         Called with (photos done, photos in all) after each photo.
 
@@ -244,10 +304,16 @@ def evaluate(
     classes = classes or next((f for f in (images / "classes.csv", masks / "classes.csv") if f.is_file()), None)
     labels = read_classes(classes) if classes else {}
     methods = [m for m in dict.fromkeys(methods) if m != GAUSSIAN] + [GAUSSIAN]
-    network = as_network(model, weights, seed=seed, device=device)
-    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=seed)
-    if out is not None:
-        writable_folder(out)
+    spec = NetworkSpec.of(model, weights, seed, device)
+    hashes = lambda paths: {str(p.resolve()): sha256_file(p) for p in paths}
+    params = {**spec.identity(), "photos": hashes(photos), "masks": hashes(truths), "classes": classes and hashes([classes]),
+              "methods": methods, "layer": layer, "select": select, "size": size, "seeds": vars(seeds)}  # fmt: skip
+    current = [o for o in _outputs(params) if o.name != "problems.csv"]
+    if out is not None and not force and all(OutputFolder(out).current(o) for o in current):
+        data = json.loads((out / _FILES[-1]).read_text(encoding="utf-8"))
+        return Evaluation(**{**data, "current": True})
+    network = as_network(model, weights, seed=spec.seed, device=device)
+    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=spec.seed)
     result = Evaluation(network.name, methods)
     result.problems += [{"image": m.name, "problem": "mask of no photo (no photo with its stem)"} for m in orphans]
     for done, photo in enumerate(photos):
@@ -259,13 +325,7 @@ def evaluate(
         if unlabelled:
             result.notes.append(f"{unlabelled} photos have no class in {classes}: left out of the class means")
     if out is not None:
-        _write_csv(out / "results.csv", RESULTS, result.rows)
-        _write_csv(out / "summary.csv", ("method", "network", "images", "pp", "iou", "classes", "pp_class", "iou_class"),
-                   result.summary())  # fmt: skip
-        if result.problems:
-            _write_csv(out / "problems.csv", ("image", "problem"), result.problems)
-        else:
-            (out / "problems.csv").unlink(missing_ok=True)  # a rerun's: no longer true
+        result.save(out, params)
     return result
 
 
@@ -305,11 +365,3 @@ def _one(segmenter: Segmenter, photo: Path, masks: list[Path], label: str, resul
                      "network": "" if method == GAUSSIAN else segmenter.network.name,
                      "pp": round(best[1], 4), "iou": round(best[2], 4), "truth": best[0]})  # fmt: skip
     return rows
-
-
-def _write_csv(path: Path, columns: Sequence[str], rows: list[dict]) -> None:
-    text = io.StringIO()
-    writer = csv.DictWriter(text, columns, extrasaction="ignore", lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    save_text(text.getvalue(), path)

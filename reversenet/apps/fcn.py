@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 from torch import fx, nn
 
-from ..core.graph import Graph
+from ..core.graph import Graph, device_of
 from ..errors import ReversenetError
 
 # Layers a head may hold after the flatten: they act on each position alone.
@@ -73,7 +73,7 @@ def fully_convolutional(model: nn.Module, input_size: tuple[int, int], aliases: 
     >>> fcn(torch.randn(1, 3, 256, 320)).shape  # a map of class scores
     torch.Size([1, 1000, 2, 4])
     """
-    device = next(model.parameters(), torch.empty(0)).device
+    device = device_of(model)
     example = torch.zeros(1, 3, *input_size, device=device)
     graph = Graph(model, aliases, example=example)
     shapes = graph.shapes(example)

@@ -12,8 +12,10 @@ from torch import Tensor, fx
 from ..core.engine import Recording, VariantSpec
 from ..core.graph import Graph, Step
 from ..core.rules import call
+from ..core.variants import load_variant
 from ..inputs.images import sample_image
 from ..inputs.models import Network
+from ..tables import Table
 from .compare import prepare
 
 
@@ -34,6 +36,23 @@ class BottleneckReport:
     layer: str
     rows: list[BottleneckRow]
     autograd_bytes: float  # all that autograd saves for backward, each storage once
+    network: str = ""
+    variant: str = ""
+
+    def table(self) -> Table:
+        """The rule in force at every layer and its bottleneck, with the total."""
+        numbers = lambda r: [f"{v:,.0f}" for v in (r.bits, r.bytes, r.autograd_bytes)]  # a row, or the total
+        return Table(f"{self.network}, {self.layer}, {self.variant}: the information bottleneck per image",
+                     ["layer", "type", "rule", "bottleneck bits", "bytes held", "autograd bytes"],
+                     [[row.layer, row.kind, row.rule, *numbers(row)] for row in self.rows],
+                     right=("bottleneck bits", "bytes held", "autograd bytes"), total=["total", "", "", *numbers(self)])  # fmt: skip
+
+    def summary(self) -> str:
+        """One line: the bottleneck held against what autograd saves."""
+        share = self.bytes / self.autograd_bytes if self.autograd_bytes else 0.0
+        return (f"{self.variant}: bottleneck held in {self.bytes / 1024:,.1f} KiB = {share:.2%} of the "
+                f"{self.autograd_bytes / 1024**2:,.1f} MiB autograd saves for backward "
+                f"(information: {self.bits / 8 / 1024:,.1f} KiB)")  # fmt: skip
 
     @property
     def bits(self) -> float:
@@ -53,10 +72,11 @@ def bottleneck_report(network: Network, *, layer: str, variant: VariantSpec, ima
     saved = autograd_saved_bytes(rec.graph, x, rec.steps)
     held = [size for _, _, size in rec.bottleneck_bytes(variant)]
     rows = [
-        BottleneckRow(rec.graph.unique_name(step.node), step.kind, rule.name, bits, nbytes, saved[step.node])
+        BottleneckRow(rec.graph.name_of(step.node), step.kind, rule.name, bits, nbytes, saved[step.node])
         for (step, rule, bits), nbytes in zip(rec.bottleneck_bits(variant), held)
     ]
-    return BottleneckReport(layer, rows, sum(saved.values()))
+    name = rec.graph.name_of(rec.targets[layer])  # as the rows name it
+    return BottleneckReport(name, rows, sum(saved.values()), network.name, load_variant(variant).name)
 
 
 def autograd_saved_bytes(graph: Graph, x: Tensor, steps: list[Step]) -> dict[fx.Node, float]:

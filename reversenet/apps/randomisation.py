@@ -19,11 +19,12 @@ change it (design page §8).
 from __future__ import annotations
 
 import copy
-import csv
+import dataclasses
 import io
+import json
 import warnings
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
@@ -31,16 +32,20 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..choices import SANITY_TESTS as TESTS
+from ..choices import VARIANTS
 from ..core.engine import Recording, VariantSpec
-from ..core.variants import VARIANTS, expand, load_variant
+from ..core.variants import expand, load_variant
 from ..errors import UsageError
-from ..inputs.images import find_images, load_image, sample_image
-from ..inputs.models import Network, as_network
-from ..output.files import save_bytes, save_text
+from ..inputs.images import find_images, load_image, sample_image, sha256_file
+from ..inputs.models import Network
+from ..inputs.spec import DEVICE, MODEL, SEED, WEIGHTS, NetworkSpec, as_network
+from ..output.files import Output, OutputFolder, csv_text
+from ..tables import Table
 
 CONTROL = "deconvnet-center"  # no bottleneck at all
-TESTS = ("cascading", "independent")
 METRICS = ("spearman", "ssim", "sign")
+_NAMES = {"spearman": "Spearman rank correlation", "ssim": "SSIM", "sign": "correlation of the signs"}
 ORIGINAL = "original"  # the step before any layer is randomised
 
 
@@ -100,7 +105,7 @@ class Sanity:
     >>> import reversenet
     >>> result = reversenet.sanity("alexnet", weights="random", variants=["desalinet"], tests=["independent"])
     >>> sorted(path.name for path in result.save("sanity"))
-    ['sanity-summary.csv', 'sanity.csv', 'sanity.png']
+    ['sanity-summary.csv', 'sanity.csv', 'sanity.json', 'sanity.png']
     >>> sorted({row["method"] for row in result.summary()})
     ['deconvnet-center', 'desalinet']
     """
@@ -109,6 +114,8 @@ class Sanity:
     layer: str
     layers: list[str]
     rows: list[dict[str, Any]]
+    params: dict[str, Any] = field(default_factory=dict)  # what made it: the network, photos and options
+    current: bool = False  # read back from files found current, not computed
 
     def summary(self) -> list[dict[str, Any]]:
         """Each similarity averaged over the photos.
@@ -128,7 +135,7 @@ class Sanity:
             for (t, s, r, m), rows in groups.items()
         ]  # fmt: skip
 
-    def table(self, test: str, metric: str = "spearman") -> tuple[list[str], list[list[str]]]:
+    def table(self, test: str, metric: str = "spearman") -> Table:
         """One test's similarity as a table: a row per step, a column per method.
 
         Parameters
@@ -140,15 +147,16 @@ class Sanity:
 
         Returns
         -------
-        headers : list of str
-        rows : list of list of str
+        reversenet.tables.Table
+            Cells as text, 3 decimals.
         """
         lines = [s for s in self.summary() if s["test"] == test]
         methods = list(dict.fromkeys(s["method"] for s in lines))
         steps = dict.fromkeys((s["step"], s["randomised"]) for s in lines)
         value = {(s["step"], s["method"]): s[metric] for s in lines}
         rows = [[str(step), name, *(f"{value[step, m]:.3f}" for m in methods)] for step, name in steps]
-        return ["step", "randomised (top first)", *methods], rows
+        title = f"{self.network}, {test} randomisation: {_NAMES[metric]} with the trained network's pictures"
+        return Table(title, ["step", "randomised (top first)", *methods], rows, right=tuple(methods))
 
     def csv(self) -> str:
         """The rows as CSV text.
@@ -158,7 +166,7 @@ class Sanity:
         str
             A header, then one line per test, step, method and photo.
         """
-        return _csv(self.rows, ["test", "step", "randomised", "method", "photo", *METRICS])
+        return csv_text(["test", "step", "randomised", "method", "photo", *METRICS], self.rows)
 
     def plot(self) -> bytes:
         """The plot, as in Adebayo et al.'s figures.
@@ -200,7 +208,8 @@ class Sanity:
         return buffer.getvalue()
 
     def save(self, out: Path | str) -> list[Path]:
-        """Write sanity.csv, sanity-summary.csv and sanity.png, each atomically.
+        """Write sanity.csv, sanity-summary.csv, sanity.png and sanity.json (all of it, for a
+        rerun to find current), each atomically, recorded in the folder's manifest.
 
         Parameters
         ----------
@@ -212,25 +221,39 @@ class Sanity:
         list of pathlib.Path
             The files written.
         """
-        out = Path(out)
-        out.mkdir(parents=True, exist_ok=True)
-        save_text(self.csv(), out / "sanity.csv")
-        save_text(_csv(self.summary(), ["test", "step", "randomised", "method", "photos", *METRICS]), out / "sanity-summary.csv")
-        save_bytes(self.plot(), out / "sanity.png")
-        return [out / "sanity.csv", out / "sanity-summary.csv", out / "sanity.png"]
+        folder = OutputFolder(Path(out))
+        summary = csv_text(["test", "step", "randomised", "method", "photos", *METRICS], self.summary())
+        made: list[str | bytes] = [self.csv(), summary, self.plot(), json.dumps(dataclasses.asdict(self), ensure_ascii=False)]
+        for output, data in zip(_outputs(self.params), made):
+            folder.write(output, data)
+        return [folder.folder / o.file for o in _outputs(self.params)]
+
+    @classmethod
+    def load(cls, out: Path) -> Sanity:
+        """The outcome that `save` wrote into `out`."""
+        return cls(**json.loads((out / _FILES[-1]).read_text(encoding="utf-8")))
+
+
+_FILES = ("sanity.csv", "sanity-summary.csv", "sanity.png", "sanity.json")
+
+
+def _outputs(params: dict[str, Any]) -> list[Output]:
+    return [Output("table" if f.endswith("csv") else "metric", extra=params, name=f) for f in _FILES]
 
 
 def sanity(
-    model: str | Network,
+    model: str | Network | NetworkSpec = MODEL,
     photos: Iterable[str | Path] | None = None,
     *,
-    weights: str = "DEFAULT",
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
     variants: Sequence[VariantSpec] = VARIANTS,
     layer: str | None = None,
     select: str = "max",
     tests: Sequence[str] = TESTS,
-    seed: int = 0,
-    device: str = "cpu",
+    out: Path | str | None = None,
+    force: bool = False,
     progress: Callable[[int, int], None] | None = None,
 ) -> Sanity:
     """The model-parameter randomisation test (Adebayo et al., 2018) for every variant.
@@ -241,13 +264,17 @@ def sanity(
 
     Parameters
     ----------
-    model : str or reversenet.Network
+    model : str, reversenet.Network or NetworkSpec, default "vgg16"
         A torchvision name or ``package.module:factory``, loaded with `weights`, or a
         network (left unchanged: a copy is randomised).
     photos : iterable of str or pathlib.Path, optional
         Files, folders or globs; default the bundled sample photo.
     weights : str, default "DEFAULT"
         As in `reversenet.load_network`.
+    seed : int, default 0
+        Seeds the re-initialisations (and `random` weights).
+    device : str, default "auto"
+        ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``.
     variants : sequence of str, pathlib.Path or Variant, default VARIANTS
         The variants to test; ``deconvnet-center`` (no bottleneck) is always added.
     layer : str, optional
@@ -256,10 +283,12 @@ def sanity(
         Which neuron, chosen once on the trained network.
     tests : sequence of str, default ("cascading", "independent")
         Which tests.
-    seed : int, default 0
-        Seeds the re-initialisations (and `random` weights).
-    device : str, default "cpu"
-        ``cpu`` or ``cuda``.
+    out : str or pathlib.Path, optional
+        Where to write sanity.csv, sanity-summary.csv, sanity.png and sanity.json; a
+        rerun with the same network, photos and options finds them current and
+        computes nothing.
+    force : bool, default False
+        Recompute when the files in `out` are current.
     progress : callable, optional
         Called with (steps done, steps in all).
 
@@ -276,21 +305,26 @@ def sanity(
     --------
     >>> import reversenet
     >>> result = reversenet.sanity("alexnet", weights="random", variants=["salinet"], tests=["cascading"])
-    >>> result.layers[-1], result.layers[0]
-    ('classifier.6', 'features.0')
-    >>> headers, rows = result.table("cascading")
-    >>> headers
+    >>> result.layers[-1], result.layers[0]  # the paper's names, as -l takes them
+    ('fc8', 'conv1')
+    >>> table = result.table("cascading")
+    >>> table.columns
     ['step', 'randomised (top first)', 'salinet', 'deconvnet-center']
-    >>> rows[0]
+    >>> table.rows[0]
     ['0', 'original', '1.000', '1.000']
     """
     unknown = [t for t in tests if t not in TESTS]
     if unknown or not tests:
         raise UsageError(f"unknown test {unknown[0] if unknown else ''!r}; choose from {', '.join(TESTS)}")
-    network = as_network(model, weights, seed=seed, device=device)
+    spec = NetworkSpec.of(model, weights, seed, device)
     paths = find_images([str(p) for p in photos] if photos else [str(sample_image())])
-    x = torch.stack([network.transform(load_image(p)) for p in paths]).to(device)
     methods = list({v.name: v for v in map(load_variant, expand([*variants, CONTROL]))}.values())
+    params = {**spec.identity(), "photos": {str(p.resolve()): sha256_file(p) for p in paths}, "layer": layer,
+              "select": select, "tests": list(tests), "variants": [m.name for m in methods]}  # fmt: skip
+    if out is not None and not force and all(OutputFolder(Path(out)).current(o) for o in _outputs(params)):
+        return dataclasses.replace(Sanity.load(Path(out)), current=True)
+    network = as_network(model, weights, seed=seed, device=device)
+    x = torch.stack([network.transform(load_image(p)) for p in paths]).to(network.device)
 
     work = copy.deepcopy(network.module).eval()  # the network passed in stays as it is
     graph = network.graph(work)
@@ -328,15 +362,12 @@ def sanity(
                 progress(done, total)
         for name in names:  # trained again for the next test
             work.get_submodule(name).load_state_dict(trained[name])
-    return Sanity(network=network.name, layer=layer, layers=names, rows=rows)
-
-
-def _csv(rows: list[dict[str, Any]], columns: list[str]) -> str:
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, columns, lineterminator="\n", extrasaction="ignore")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
+    shown = {module: name for name, module in network.aliases.items()}  # the paper's names where there are
+    result = Sanity(network.name, graph.name_of(graph.resolve(layer)), [shown.get(n, n) for n in names],
+                    [{**row, "randomised": shown.get(row["randomised"], row["randomised"])} for row in rows], params)  # fmt: skip
+    if out is not None:
+        result.save(out)
+    return result
 
 
 def _randomise(module: nn.Module, seed: int) -> None:

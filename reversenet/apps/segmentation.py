@@ -12,7 +12,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from itertools import pairwise
 from pathlib import Path
 
 import cv2
@@ -21,76 +20,20 @@ import torch
 import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
+from ..choices import GAUSSIAN, SEGMENT_METHODS
 from ..core.engine import Recording
 from ..core.selectors import parse_selector
 from ..core.variants import expand, load_variant
 from ..errors import ReversenetError, UsageError, first_line
 from ..inputs.images import load_image
-from ..inputs.models import Network, as_network, weights_identity
-from ..output.files import (
-    Manifest,
-    Output,
-    photo_ids,
-    remove_temporaries,
-    save_png,
-    slug,
-    unique,
-    versions,
-    writable_folder,
-)
+from ..inputs.models import Network
+from ..inputs.spec import DEVICE, MODEL, SEED, WEIGHTS, NetworkSpec, as_network
+from ..output.files import Output, OutputFolder, Result, known_photos, remove_temporaries, unique
 from ..output.render import heat, saliency_map
 from .fcn import fully_convolutional
+from .seeds import Seeds
 
-GAUSSIAN = "gaussian"  # the baseline's method name
-METHODS = ("salinet", "desalinet", "deconvnet")  # evaluate's variants by default, as in Table 1
 _NO_RECT = (0, 0, 0, 0)  # GrabCut reads its rect argument only in GC_INIT_WITH_RECT mode
-
-
-@dataclass(frozen=True)
-class Seeds:
-    """GrabCut's initial labels, as quantiles of the saliency map (docs/design.md §6).
-
-    Parameters
-    ----------
-    foreground : float, default 0.90
-        Pixels above this quantile of the map are probable foreground.
-    background : float, default 0.30
-        Pixels below this quantile are probable background.
-    sure_foreground : float, default 0.995
-        Pixels above this quantile are foreground, fixed.
-    sure_background : float, default 0.005
-        Pixels below this quantile are background, fixed. The rest are unknown.
-    iterations : int, default 5
-        Graph cuts in all.
-
-    Raises
-    ------
-    reversenet.UsageError
-        The quantiles are out of order (0 ≤ sure background ≤ background < foreground
-        ≤ sure foreground ≤ 1) or `iterations` < 1.
-
-    Examples
-    --------
-    >>> import reversenet
-    >>> reversenet.Seeds(foreground=0.8)
-    Seeds(foreground=0.8, background=0.3, sure_foreground=0.995, sure_background=0.005, iterations=5)
-    """
-
-    foreground: float = 0.90
-    background: float = 0.30
-    sure_foreground: float = 0.995
-    sure_background: float = 0.005
-    iterations: int = 5
-
-    def __post_init__(self) -> None:
-        order = (0, self.sure_background, self.background, self.foreground, self.sure_foreground, 1)
-        if any(a > b for a, b in pairwise(order)) or self.background >= self.foreground:
-            raise UsageError(
-                "seed quantiles must satisfy 0 ≤ sure background ≤ background < foreground ≤ sure foreground ≤ 1, "
-                f"got {self.sure_background}, {self.background}, {self.foreground}, {self.sure_foreground}"
-            )
-        if self.iterations < 1:
-            raise UsageError(f"GrabCut needs at least 1 iteration, got {self.iterations}")
 
 
 def gaussian_map(height: int, width: int) -> np.ndarray:
@@ -187,7 +130,7 @@ class Segmenter:
     ----------
     network : reversenet.Network
         From `reversenet.load_network`.
-    methods : sequence of str, default all eight variants and "gaussian"
+    methods : sequence of str, default ("salinet",)
         Variants, and ``gaussian`` for the paper's fixed baseline map.
     layer : str, optional
         The layer whose output is reversed; default the network's output (fc8).
@@ -219,7 +162,7 @@ class Segmenter:
     def __init__(
         self,
         network: Network,
-        methods: Sequence[str] = (*METHODS, GAUSSIAN),
+        methods: Sequence[str] = SEGMENT_METHODS,
         *,
         layer: str | None = None,
         select: str = "objectness",
@@ -263,8 +206,7 @@ class Segmenter:
         image = load_image(path)
         resized = TF.resize(image, self.size, interpolation=InterpolationMode.BICUBIC)
         x = TF.normalize(TF.to_tensor(resized), self.network.transform.mean, self.network.transform.std)
-        device = next(self.network.module.parameters(), torch.empty(0)).device
-        return x[None].to(device), np.asarray(resized), (image.height, image.width)
+        return x[None].to(self.network.device), np.asarray(resized), (image.height, image.width)
 
     def maps(self, x: torch.Tensor, photo: np.ndarray) -> dict[str, np.ndarray]:
         """Each method's saliency map of one photo, from one forward pass.
@@ -335,20 +277,20 @@ def pictures(result: Segmentation, method: str) -> dict[str, np.ndarray]:
 
 def segment(
     images: Iterable[Path | str],
-    model: str | Network = "vgg16",
+    model: str | Network | NetworkSpec = MODEL,
     *,
-    weights: str = "DEFAULT",
-    device: str = "cpu",
-    methods: Sequence[str] = ("desalinet",),
-    out: Path | str = "reversenet-out",
+    out: Path | str,
+    weights: str = WEIGHTS,
+    seed: int = SEED,
+    device: str = DEVICE,
+    methods: Sequence[str] = SEGMENT_METHODS,
     layer: str | None = None,
     select: str = "objectness",
     size: int = 256,
     seeds: Seeds = Seeds(),
-    seed: int = 0,
     force: bool = False,
     progress: Callable[[int, int], None] | None = None,
-) -> list[dict]:
+) -> Result:
     """Segment photos: a mask, a saliency map and an overlay per photo and method.
 
     The Python side of ``reversenet segment`` (docs/design.md §6). Files are written to
@@ -361,18 +303,20 @@ def segment(
     ----------
     images : iterable of str or pathlib.Path
         Photo files.
-    model : str or reversenet.Network, default "vgg16"
+    model : str, reversenet.Network or NetworkSpec, default "vgg16"
         A torchvision classifier's name, ``package.module:factory``, or a network.
+    out : str or pathlib.Path
+        The output folder.
     weights : str, default "DEFAULT"
         ``DEFAULT`` (downloaded by torch.hub), ``random`` (seeded by `seed`) or a
         state_dict file, as in `reversenet.load_network`.
-    device : str, default "cpu"
-        ``cpu`` or ``cuda``.
-    methods : sequence of str, default ("desalinet",)
+    seed : int, default 0
+        Seeds random weights, random selectors and OpenCV's random numbers.
+    device : str, default "auto"
+        ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``.
+    methods : sequence of str, default ("salinet",)
         Variants, and ``gaussian`` for the baseline.
-    out : str or pathlib.Path, default "reversenet-out"
-        The output folder.
-    layer, select, size, seeds, seed
+    layer, select, size, seeds
         As in `Segmenter`.
     force : bool, default False
         Recompute files that are current.
@@ -381,9 +325,10 @@ def segment(
 
     Returns
     -------
-    list of dict
-        The manifest records of this run's files; a photo that fails is a record of
-        kind ``failed`` with its error, not an exception.
+    reversenet.output.files.Result
+        The manifest records of this run's files (a list; a photo that fails is a record
+        of kind ``failed`` with its error, not an exception), with ``written``,
+        ``current`` and ``failed``.
 
     Raises
     ------
@@ -398,43 +343,39 @@ def segment(
     >>> sorted(row["file"] for row in rows if row["file"].endswith("-mask.png"))
     ['..._alexnet_fc8_gaussian-mask.png', '..._alexnet_fc8_salinet-mask.png']
     """
-    network, out = as_network(model, weights, seed=seed, device=device), Path(out)
-    photos = [Path(p).resolve() for p in images]
-    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=seed)
-    writable_folder(out)
-    manifest = Manifest(out)
-    ids = photo_ids(photos, manifest.photo_ids())
-    tag = "" if select == "objectness" else "_" + slug(select)
-    common = {"model": network.name, **weights_identity(network.name, weights), "seed": seed, "layer": segmenter.layer,
-              "select": select, "size": size, "seeds": vars(seeds), **versions()}  # fmt: skip
-    plans = {}
-    for photo in photos:
-        base = {"photo": str(photo), "photo_id": ids[photo], **common}
-        plans[photo] = [
-            Output(f"{ids[photo]}_{slug(network.name)}_{slug(segmenter.layer)}_{slug(m)}{tag}-{what}.png", what,
-                   {**base, "method": m, "variant_rules": _rules(segmenter, m)})
-            for m in segmenter.methods for what in ("mask", "saliency", "overlay")
-        ]  # fmt: skip
+    spec = NetworkSpec.of(model, weights, seed, device)
+    network = as_network(model, weights, seed=seed, device=device)
+    segmenter = Segmenter(network, methods, layer=layer, select=select, size=size, seeds=seeds, seed=spec.seed)
+    folder = OutputFolder(Path(out))
+    photos = known_photos([Path(p).resolve() for p in images], folder.manifest)
+    identity = spec.identity()
+    plans = {
+        path: [Output(what, photo, identity, segmenter.layer, m, select,
+                      extra={"size": size, "seeds": vars(seeds), "variant_rules": _rules(segmenter, m)})
+               for m in segmenter.methods for what in ("mask", "saliency", "overlay")]
+        for path, photo in photos.items()
+    }  # fmt: skip
     unique(o for plan in plans.values() for o in plan)
-    remove_temporaries(out, [o.file for plan in plans.values() for o in plan])
-    rows: list[dict] = []
-    for done, photo in enumerate(photos, 1):
-        plan = plans[photo]
-        if force or not all(manifest.current(o) for o in plan):
+    remove_temporaries(folder.folder, [o.file for plan in plans.values() for o in plan])
+    result = Result(out=folder.folder)
+    for done, (path, plan) in enumerate(plans.items(), 1):
+        if not force and all(folder.current(o) for o in plan):
+            result.current += len(plan)
+            result.photos_current += 1
+        else:
             try:
-                result = segmenter(photo)
+                made = segmenter(path)
             except ReversenetError as exc:
-                result = None
-                rows.append(manifest.fail({"photo": str(photo), "photo_id": ids[photo], "model": network.name},
-                                          first_line(exc)))  # fmt: skip
-            made = {m: pictures(result, m) for m in segmenter.methods} if result else {}
-            for output in plan if result else []:
-                save_png(made[output.params["method"]][output.kind], out / output.file)
-                rows.append(manifest.add(output))
+                result.append(folder.fail(photos[path], network.name, first_line(exc)))
+                result.failed.append({"photo": str(path), "model": network.name, "error": first_line(exc)})
+            else:
+                files = {m: pictures(made, m) for m in segmenter.methods}
+                result += [folder.write(o, files[str(o.variant)][o.kind]) for o in plan]
+                result.written += len(plan)
         if progress:
             progress(done, len(photos))
-    manifest.merge()
-    return rows
+    folder.manifest.merge()
+    return result
 
 
 def _rules(segmenter: Segmenter, method: str) -> dict | str:

@@ -233,9 +233,28 @@ class Graph:
         return hashlib.sha256(f"{modules}\n{self.fx}".encode()).hexdigest()
 
     def names(self) -> list[str]:
-        """Every name `resolve` accepts: module names, aliases and node names."""
+        """Every name `resolve` accepts: module names, aliases, operations named by their
+        module (``layer1.0.add``) and node names."""
         modules = [name for name, _ in self.model.named_modules() if name]
-        return modules + list(self.aliases) + [n.name for n in self.nodes if n.op != "output"]
+        return modules + list(self.aliases) + list(self._in_module.values()) + [n.name for n in self.nodes if n.op != "output"]
+
+    @cached_property
+    def _in_module(self) -> dict[fx.Node, str]:
+        """The operations a module's forward calls (not modules: ``x + identity``), named by
+        the module and the operation, ``layer1.0.add``; ``#k`` for the k-th of several."""
+        named: dict[fx.Node, str] = {}
+        for node in self.nodes:
+            if node.op in ("call_function", "call_method") and _stack(node):
+                operation = node.target if isinstance(node.target, str) else getattr(node.target, "__name__", node.name)
+                named[node] = f"{_stack(node)[-1]}.{operation.strip('_')}"
+        counts: dict[str, int] = {}
+        for name in named.values():
+            counts[name] = counts.get(name, 0) + 1
+        seen: dict[str, int] = {}
+        for node, name in named.items():
+            seen[name] = seen.get(name, 0) + 1
+            named[node] = name if counts[name] == 1 else f"{name}#{seen[name]}"
+        return named
 
     def resolve(self, layer: str) -> fx.Node:
         """The node whose output is `layer`: a module name, an alias or a node name."""
@@ -253,6 +272,9 @@ class Graph:
             )
         if calls:
             return calls[0]
+        operations = [node for node, known in self._in_module.items() if known == name]
+        if operations:
+            return operations[0]
         last = self._last_in(name)
         if last is not None:  # a container: its output is the last node computed inside it
             return last
@@ -307,9 +329,10 @@ class Graph:
 
     def unique_name(self, node: fx.Node) -> str:
         """The module name of a module called once, ``module#k`` for its k-th call of
-        several, else the graph node's name."""
+        several; an operation a module's forward calls named by both (``layer1.0.add``);
+        else the graph node's name."""
         if node.op != "call_module":
-            return node.name
+            return self._in_module.get(node, node.name)
         target = _target(node)
         calls = self._calls(target)
         return target if len(calls) == 1 else f"{target}#{calls.index(node) + 1}"
@@ -435,6 +458,11 @@ def _culprit(model: nn.Module, exc: BaseException) -> str:
             where = f" in {names[id(module)] or 'its forward'} ({type(module).__name__})"
         tb = tb.tb_next
     return where
+
+
+def device_of(module: nn.Module) -> torch.device:
+    """Where a model's parameters are (the CPU for a model without any)."""
+    return next(module.parameters(), torch.empty(0)).device
 
 
 def none_parameters(model: nn.Module, args: Sequence[object]) -> frozenset[str]:

@@ -25,19 +25,13 @@ from typing import TypeVar
 
 import yaml
 
+from ..choices import VARIANTS
 from ..errors import ReversenetError, UsageError, first_line, unknown
+from ..tables import Table
 from .rules import FAMILIES, Family, Rule
 from .rules.fallback import FALLBACK
 
 _VARIANT_FILES = resources.files("reversenet.configs") / "variants"
-#: The eight built-in variants (docs/design.md §2): the reverse of ReLU (identity, relu =
-#: DeConvNet, bp = SaliNet, hybrid = DeSaliNet) times that of max pooling (switches, or
-#: ``-center``: unpool to the window's centre). ``NAME+bp`` is each of them with exact
-#: backpropagation through layers that have no rule, so it reverses any network.
-VARIANTS: tuple[str, ...] = (
-    "identity", "deconvnet", "salinet", "desalinet",
-    "identity-center", "deconvnet-center", "salinet-center", "desalinet-center",
-)  # fmt: skip
 _KEYS = ("description", "rules", "fallback")
 FALLBACKS = ("error", "bp")
 _Node = yaml.ScalarNode | yaml.SequenceNode | yaml.MappingNode  # the nodes yaml.compose makes
@@ -176,6 +170,17 @@ def load_variant(spec: str | Path | Variant) -> Variant:
 
 
 @cache
+def table() -> tuple[Table, str]:
+    """The built-in variants and the rule each picks per layer family with a choice (†), and a
+    line naming the families with a single rule."""
+    choice = [f for f in FAMILIES.values() if len(f.rules) > 1]
+    rows = [[name, *(v.rules.get(f.name, "-") for f in choice), v.description] for name, v in ((n, load_variant(n)) for n in VARIANTS)]
+    single = ", ".join(f"{f.name}: {f.default.name}" for f in FAMILIES.values() if f.default)
+    return Table("the built-in variants", ["variant", *(f"{f.name}†" for f in choice), "what it is"], rows), (
+        f"Families with a single rule (always used): {single}"
+    )
+
+
 def _builtin(name: str) -> Variant:
     """A built-in variant, parsed once per process."""
     return parse_variant((_VARIANT_FILES / f"{name}.yaml").read_text(encoding="utf-8"), name, f"{name}.yaml")

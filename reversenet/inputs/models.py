@@ -22,8 +22,10 @@ from PIL import Image
 from torch import Tensor, nn
 from torchvision.models import get_model, get_model_weights, list_models
 
-from ..core.graph import Graph, paper_aliases
+from ..choices import DEVICE, SEED, WEIGHTS
+from ..core.graph import Graph, device_of, paper_aliases
 from ..errors import ReversenetError, UsageError, first_line, unknown
+from ..tables import Table
 from .images import sha256_file, to_uint8
 
 
@@ -92,8 +94,12 @@ class Network:
             The traced graph (docs/design.md §1).
         """
         module = self.module if module is None else module
-        device = next(module.parameters(), torch.empty(0)).device
-        return Graph(module, self.aliases, example=torch.zeros(1, 3, *self.input_size, device=device))
+        return Graph(module, self.aliases, example=torch.zeros(1, 3, *self.input_size, device=device_of(module)))
+
+    @property
+    def device(self) -> torch.device:
+        """Where the model is."""
+        return device_of(self.module)
 
     @property
     def input_size(self) -> tuple[int, int]:
@@ -112,12 +118,28 @@ class Network:
         return to_uint8(self.denormalise(x))
 
 
+def layer_table(network: Network) -> Table:
+    """A network's layers as `resolve` takes them: names, aliases and the containers that
+    end there, types and output shapes (for an input of the network's size)."""
+    graph = network.graph()
+    size = network.input_size
+    shapes = graph.shapes(torch.zeros(1, 3, *size, device=network.device))
+    alias_of = {v: k for k, v in network.aliases.items()}
+    rows = []
+    for step in graph.path(graph.resolve("output")):
+        name = graph.unique_name(step.node)
+        also = [alias_of[name]] if name in alias_of else []
+        also += [c for c in graph.containers_ending_at(step.node) if c != name]
+        rows.append([name, ", ".join(also), step.kind, "×".join(map(str, shapes.get(step.node.name, ())))])
+    return Table(f"{network.name}, input 3×{size[0]}×{size[1]}", ["layer", "also", "type", "output shape"], rows)
+
+
 def torchvision_names() -> list[str]:
     """torchvision's image classification models."""
     return list_models(module=torchvision.models)
 
 
-def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: str = "cpu") -> Network:
+def load_network(name: str, weights: str = WEIGHTS, *, seed: int = SEED, device: str = DEVICE) -> Network:
     """A network by torchvision name or ``package.module:factory``, with its weights.
 
     Parameters
@@ -133,8 +155,8 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
         ``weights_only=True``).
     seed : int, default 0
         Seeds the initialisation.
-    device : str, default "cpu"
-        Where the model goes.
+    device : str, default "auto"
+        Where the model goes: ``auto`` (CUDA when there is one), ``cpu`` or ``cuda``.
 
     Returns
     -------
@@ -175,13 +197,8 @@ def load_network(name: str, weights: str = "DEFAULT", *, seed: int = 0, device: 
         module = build()
     if pretrained:
         _load(module, state, weights)
-    module = module.eval().to(device)
+    module = module.eval().to(pick_device(device))
     return Network(name, module, transform, paper_aliases(module), categories)
-
-
-def as_network(model: str | Network, weights: str = "DEFAULT", *, seed: int = 0, device: str = "cpu") -> Network:
-    """`model` itself when it is a Network, else the network of that name (see `load_network`)."""
-    return model if isinstance(model, Network) else load_network(model, weights, seed=seed, device=device)
 
 
 def pick_device(name: str) -> str:
@@ -200,7 +217,7 @@ def weights_identity(name: str, weights: str) -> dict[str, str]:
         return {"weights": "random"}
     if Path(weights).is_file():
         return {"weights": str(Path(weights).resolve()), "weights_sha256": sha256_file(Path(weights))}
-    if ":" in name:
+    if ":" in name or name not in torchvision_names():  # a factory's, or a network made by hand
         return {"weights": weights}
     return {"weights": str(get_model_weights(name)[weights])}
 
@@ -222,7 +239,7 @@ def _download(name: str, weights: str) -> dict:
     try:
         entry = entries[weights]
     except KeyError:
-        choices = ["DEFAULT", "random", *entries.__members__]
+        choices = dict.fromkeys(["DEFAULT", "random", *entries.__members__])
         raise UsageError(f"weights {weights!r}: not a file, nor one of {', '.join(choices)}") from None
     try:
         state = torch.hub.load_state_dict_from_url(entry.url, progress=True, check_hash=True, weights_only=True)

@@ -17,8 +17,8 @@ from __future__ import annotations
 import itertools
 import json
 import os
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -35,96 +35,77 @@ from ..core.variants import Variant, expand, load_variant
 from ..errors import UsageError, first_line
 from ..inputs import images
 from ..inputs.fourier import fourier, phase
-from ..inputs.images import sha256_file
-from ..inputs.models import Network, load_network, pick_device, weights_identity
-from . import files, montage
+from ..inputs.models import Network
+from ..inputs.spec import NetworkSpec
+from ..tables import Table, plural
+from . import files, montage, selectivity
 from .config import RunConfig, load_config
-from .files import Manifest, Output, photo_ids, remove_temporaries, slug, unique, versions
+from .files import Manifest, Output, OutputFolder, Photo, Result, remove_temporaries, unique
 from .render import SUFFIXES, render
 
-Progress = Callable[[str, int, int], None]  # (what, done, total)
+Progress = Callable[[str, int, int], None]  # (what, files done, files in all)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Model:
     """A network loaded and traced once for the whole run, with the layers asked of it."""
 
     network: Network
     graph: Graph
-    layers: list[str]
-    identity: dict[str, Any]  # weights (and weights_sha256 for a file)
+    layers: tuple[str, ...]
+    identity: dict[str, Any]  # model, weights (and weights_sha256 for a file), seed
 
 
-@dataclass
+@dataclass(frozen=True)
 class Plan:
-    """Everything a run will make, named and checked before any work."""
+    """Everything a run will make, named and checked before any work; fixed once made."""
 
     config: RunConfig
     out: Path
-    photos: list[Path]  # resolved, in the order found
+    photos: dict[Path, Photo]  # resolved -> id and sha256, in the order found
     found: dict[Path, Path]  # each photo as found (relative, as given), for messages
-    ids: dict[Path, str]
-    models: list[Model]
-    variants: list[Variant]
+    models: tuple[Model, ...]
+    variants: tuple[Variant, ...]
     selectors: dict[str, Selector]
-    stray: list[str]  # files among the photos that are not photos, and why
+    stray: tuple[str, ...]  # files among the photos that are not photos, and why
     rank: int = 0
     world: int = 1
-    lead: list[str] = field(default_factory=list)  # photo-level pictures: asked for, or by a montage
-    hashes: dict[Path, str | None] = field(default_factory=dict)  # this rank's photos; None: unreadable
+    lead: tuple[str, ...] = ()  # photo-level pictures: asked for, or by a montage
 
     def batches(self) -> list[list[Path]]:
         """This rank's batches: fixed chunks of the photo list, dealt round-robin."""
-        size = self.config.batch_size
-        chunks = [self.photos[i : i + size] for i in range(0, len(self.photos), size)]
+        size, photos = self.config.batch_size, list(self.photos)
+        chunks = [photos[i : i + size] for i in range(0, len(photos), size)]
         return chunks[self.rank :: self.world]
 
-    def selector_name(self, select: str) -> str:
-        return "" if select == "max" else "_" + slug(select)
-
-    def photo_params(self, photo: Path, model: Model) -> dict[str, Any]:
-        return {"photo": str(photo), "photo_id": self.ids[photo], "photo_sha256": self.hashes.get(photo),
-                "model": model.network.name}  # fmt: skip
-
-    def outputs(self, photo: Path, model: Model) -> list[Output]:
+    def outputs(self, path: Path, model: Model) -> list[Output]:
         """The files one photo makes with one model, in a fixed order."""
-        base = self.photo_params(photo, model)
-        stem = f"{self.ids[photo]}_{slug(model.network.name)}"
-        seed = self.config.seed
-        made = [Output(f"{stem}_{what}.png", "photo", {**base, "picture": what, "seed": seed, **versions()})
-                for what in self.lead]  # fmt: skip
-        common = {**base, **model.identity, "seed": seed}
+        photo = self.photos[path]
+        made = [Output("photo", photo, model.identity, picture=what) for what in self.lead]
         for layer, variant in itertools.product(model.layers, self.variants):
-            rules = {**variant.rules, **({"fallback": variant.fallback} if variant.fallback else {})}
-            params = {**common, "layer": layer, "variant": variant.name, "variant_rules": rules}
-            name = f"{stem}_{slug(layer)}_{slug(variant.name)}"
+            rules = {"variant_rules": {**variant.rules, **({"fallback": variant.fallback} if variant.fallback else {})}}
             for select, selector in self.selectors.items():
-                ks = range(1, selector.k + 1) if isinstance(selector, TopK) else [None]
-                for k in ks:
-                    numbered = name + self.selector_name(select) + (f"_{k}" if k else "")
-                    p = {**params, "select": select, "k": k}
-                    for how in self.config.render:
-                        for suffix in SUFFIXES[how]:
-                            label = suffix.lstrip("-") or how
-                            made.append(Output(f"{numbered}{suffix}.png", "picture",
-                                               {**p, "render": how, "picture": label, **versions()}))  # fmt: skip
+                for k in range(1, selector.k + 1) if isinstance(selector, TopK) else [None]:
+                    made += [Output("picture", photo, model.identity, layer, variant.name, select, k, how,
+                                    suffix.lstrip("-") or how, rules)
+                             for how in self.config.render for suffix in SUFFIXES[how]]  # fmt: skip
                     if self.config.raw:
-                        made.append(Output(f"{numbered}.npy", "raw", {**p, **versions()}))
+                        made.append(Output("raw", photo, model.identity, layer, variant.name, select, k, extra=rules))
             if "selectivity" in self.config.tables:
-                made.append(Output(f"{name}_selectivity.json", "metric",
-                                   {**params, "select": list(self.selectors), **versions()}))  # fmt: skip
+                made.append(Output("metric", photo, model.identity, layer, variant.name, ",".join(self.selectors),
+                                   extra=rules))  # fmt: skip
         return made
 
 
-def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
-    """Check `config` in full and name every output; no work yet."""
+def plan(config: RunConfig, *, shard: tuple[int, int] | None = None, create: bool = True) -> Plan:
+    """Check `config` in full and name every output; no work yet (with `create` False,
+    nothing written: not even the output folder)."""
     with config.blame("images"):
         stray: list[str] = []
         specs = config.images or [str(images.sample_image())]
         found: dict[Path, Path] = {}  # resolved -> as found, for messages
         for path in images.find_images(specs, skipped=stray):
             found.setdefault(path.resolve(), path)
-        photos = list(found)
     with config.blame("variants"):
         variants = [load_variant(v) for v in expand(config.variants)]
     variants = list({(v.name, repr(v.rules), v.fallback): v for v in variants}.values())  # `all` and a name: once
@@ -132,33 +113,33 @@ def plan(config: RunConfig, *, shard: tuple[int, int] | None = None) -> Plan:
     with config.blame("select"):
         for select in config.select:
             selectors[select] = parse_selector(select)
-    with config.blame("device"):
-        device = pick_device(config.device)
+    with config.blame("tables"):
+        _check_tables(config.tables, selectors)
     models = []
-    for spec in config.model:
+    for name in config.model:
+        spec = NetworkSpec(name, config.weights, config.seed, config.device)
         with config.blame("model"):
-            network = load_network(spec, config.weights, seed=config.seed, device=device)
+            network = spec.load()
         with config.blame("layers"):
             graph = network.graph()
-            layers = list(dict.fromkeys(config.layers or [graph.default_layer()]))
-            shapes = graph.shapes(torch.zeros(1, 3, *network.input_size, device=device))
+            layers = tuple(dict.fromkeys(config.layers or [graph.default_layer()]))
+            shapes = graph.shapes(torch.zeros(1, 3, *network.input_size, device=network.device))
             nodes = {layer: graph.resolve(layer) for layer in layers}
         with config.blame("select"):
             for layer, (select, selector) in itertools.product(layers, selectors.items()):
                 _check(selector, select, layer, shapes.get(nodes[layer].name))
         with config.blame("weights"):
-            identity = weights_identity(spec, config.weights)
+            identity = spec.identity()
         models.append(Model(network, graph, layers, identity))
     with config.blame("montages"):
         montage.check_axes(config.montages)
     out = Path(config.out or f"reversenet-out/{Path(config.source).stem}")
     with config.blame("out"):
-        files.writable_folder(out)
+        files.writable_folder(out, create=create)
     rank, world = shard or _ranks()
-    manifest = Manifest(out)
-    ids = photo_ids(photos, manifest.photo_ids())
-    lead = list(dict.fromkeys([*config.lead, *(what for m in config.montages for what in m["lead"])]))
-    p = Plan(config, out, photos, found, ids, models, variants, selectors, stray, rank, world, lead)
+    photos = files.known_photos(found, Manifest(out))
+    lead = tuple(dict.fromkeys([*config.lead, *(what for m in config.montages for what in m["lead"])]))
+    p = Plan(config, out, photos, found, tuple(models), tuple(variants), selectors, tuple(stray), rank, world, lead)
     unique(o for photo in photos for m in models for o in p.outputs(photo, m))
     return p
 
@@ -174,26 +155,22 @@ def _check(selector: Selector, select: str, layer: str, shape: tuple[int, ...] |
             raise UsageError(f"{select} at {layer}: {exc}") from None
 
 
+def _check_tables(tables: list[str], selectors: dict[str, Selector]) -> None:
+    """Selectivity compares the pictures of several selectors: fail on fewer than two per photo."""
+    pictures = sum(getattr(s, "k", 1) for s in selectors.values())
+    if "selectivity" in tables and pictures < 2:
+        raise UsageError(
+            f"selectivity compares the pictures of different neurons, and select ({', '.join(selectors)}) gives one "
+            "per photo: name several selectors (max, random, ...) or topk:K"
+        )
+
+
 def _ranks() -> tuple[int, int]:
     """This process's rank and the world size of a torchrun launch; (0, 1) otherwise."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world > 1 and not dist.is_initialized():
         dist.init_process_group("gloo")
     return (dist.get_rank(), dist.get_world_size()) if dist.is_initialized() else (0, 1)
-
-
-class Result(list):
-    """The manifest rows of a run's outputs (dicts; failures have kind ``failed``), with what
-    the run did: files written and current, photos all current, this process's failures,
-    the tables, the folder, stray files left out, and whether the run is finished (a
-    ``--shard`` run is not until ``--merge``)."""
-
-    def __init__(self, rows: list[dict], *, written: int = 0, current: int = 0, photos_current: int = 0,
-                 failed: Sequence[dict] = (), tables: Sequence[dict] = (), out: Path = Path(),
-                 stray: Sequence[str] = (), finished: bool = True):  # fmt: skip
-        super().__init__(rows)
-        self.written, self.current, self.photos_current = written, current, photos_current
-        self.failed, self.tables, self.out, self.stray, self.finished = list(failed), list(tables), out, list(stray), finished
 
 
 class _Photos(Dataset):
@@ -212,110 +189,108 @@ class _Photos(Dataset):
             return i, first_line(exc)
 
 
-def execute(p: Plan, *, force: bool = False, progress: Progress | None = None) -> tuple[int, int, int, list[dict]]:
-    """Compute every output of this rank that is not current. Returns the files written, the
-    files current (skipped), the photos (per model) whose files were all current, and the
-    photos that failed (recorded in the manifest unless nothing at all was made)."""
-    manifest = Manifest(p.out, None if p.world == 1 else (p.rank, p.world))
-    mine = [photo for batch in p.batches() for photo in batch]
-    remove_temporaries(p.out, (o.file for photo in mine for m in p.models for o in p.outputs(photo, m)))
-    failures: dict[tuple[Path, str], str] = {}  # (photo, model) -> why
-    for photo in mine:
-        try:
-            p.hashes[photo] = sha256_file(photo)
-        except OSError as exc:
-            p.hashes[photo] = None
+class _Work:
+    """This rank's share of a run under way: the folder, the failures, and the count of the
+    files written, which the progress follows."""
+
+    def __init__(self, p: Plan, force: bool, progress: Progress | None):
+        self.p, self.force, self.progress = p, force, progress
+        self.folder = OutputFolder(p.out, None if p.world == 1 else (p.rank, p.world))
+        self.mine = [photo for batch in p.batches() for photo in batch]
+        self.failures: dict[tuple[Path, str], str] = {}  # (photo, model) -> why
+        self.written = self.skipped = self.photos_current = 0
+        self.total = 0  # files to write
+        self.at = ""  # what is being computed
+
+    def tick(self, what: str | None = None) -> None:
+        self.at = what or self.at
+        if self.progress:
+            self.progress(self.at, self.written, self.total)
+
+    def write(self, output: Output, data: np.ndarray | str, neuron: list[int] | None = None) -> None:
+        self.folder.write(output, data, neuron)
+        self.written += 1
+        self.tick()
+
+    def fail(self, photo: Path, model: str, why: str) -> None:
+        self.failures.setdefault((photo, model), why)
+
+
+def execute(p: Plan, *, force: bool = False, progress: Progress | None = None) -> Result:
+    """Compute every output of this rank that is not current: the files written, the files
+    current (skipped), the photos (per model) whose files were all current, and the photos
+    that failed (recorded in the manifest unless nothing at all was made)."""
+    work = _Work(p, force, progress)
+    remove_temporaries(p.out, (o.file for photo in work.mine for m in p.models for o in p.outputs(photo, m)))
+    for photo in work.mine:
+        if p.photos[photo].sha256 is None:
             for model in p.models:
-                failures[photo, model.network.name] = f"cannot read image {p.found[photo]}: {exc.strerror or exc}"
-    written = skipped = done = photos_current = 0
-    total = len(mine) * len(p.models)
+                work.fail(photo, model.network.name, f"cannot read image {p.found[photo]}")
+    pending: dict[str, dict[Path, list[Output]]] = {}
     for model in p.models:
-        pending: dict[Path, list[Output]] = {}
-        for photo in mine:
-            if p.hashes[photo] is None:
-                done += 1
+        pending[model.network.name] = {}
+        for photo in work.mine:
+            if p.photos[photo].sha256 is None:
                 continue
             outputs = p.outputs(photo, model)
-            todo = outputs if force else [o for o in outputs if not manifest.current(o)]
-            skipped += len(outputs) - len(todo)
+            todo = outputs if force else [o for o in outputs if not work.folder.current(o)]
+            work.skipped += len(outputs) - len(todo)
+            work.total += len(todo)
             if todo:
-                pending[photo] = todo
+                pending[model.network.name][photo] = todo
             else:
-                done += 1
-                photos_current += 1
-        batches = [[photo for photo in batch if photo in pending] for batch in p.batches()]
-        batches = [b for b in batches if b]
-        order = [photo for batch in batches for photo in batch]
-        index = {photo: i for i, photo in enumerate(order)}
-        loader = DataLoader(_Photos([p.found[photo] for photo in order], model.network), batch_sampler=[[index[q] for q in b] for b in batches],
-                            collate_fn=list, num_workers=p.config.workers if len(batches) > 1 else 0)  # fmt: skip
-        for items in loader:
-            for i, x in items:
-                if isinstance(x, str):
-                    failures[order[i], model.network.name] = x
-            decoded = [(order[i], x) for i, x in items if isinstance(x, Tensor)]
-            for shape in dict.fromkeys(tuple(x.shape) for _, x in decoded):  # one stack per input size
-                group = [(photo, x) for photo, x in decoded if tuple(x.shape) == shape]
-                written += _batch(p, model, group, {photo: pending[photo] for photo, _ in group}, manifest, failures)
-            done += len(items)
-            if progress:
-                progress(f"{model.network.name} · {order[items[-1][0]].name}", done, total)
-    if written or skipped:  # a run that made nothing has no outputs to record holes among
-        models = {m.network.name: m for m in p.models}
-        for (photo, name), error in failures.items():
-            manifest.fail(p.photo_params(photo, models[name]), error)
-    return written, skipped, photos_current, [{"photo": str(p.found[photo]), "model": name, "error": error}
-                                             for (photo, name), error in failures.items()]  # fmt: skip
+                work.photos_current += 1
+    for model in p.models:
+        _model(work, model, pending[model.network.name])
+    if work.written or work.skipped:  # a run that made nothing has no outputs to record holes among
+        for (photo, name), error in work.failures.items():
+            work.folder.fail(p.photos[photo], name, error)
+    failed = [{"photo": str(p.found[photo]), "model": name, "error": error} for (photo, name), error in work.failures.items()]
+    return Result(written=work.written, current=work.skipped, photos_current=work.photos_current, failed=failed,
+                  out=p.out, stray=p.stray)  # fmt: skip
 
 
-def _batch(
-    p: Plan,
-    model: Model,
-    group: list[tuple[Path, Tensor]],
-    todo: dict[Path, list[Output]],
-    manifest: Manifest,
-    failures: dict[tuple[Path, str], str],
-) -> int:
+def _model(work: _Work, model: Model, pending: dict[Path, list[Output]]) -> None:
+    """One model's pending outputs, batch by batch, photos decoded in background workers."""
+    p = work.p
+    batches = [b for b in ([photo for photo in batch if photo in pending] for batch in p.batches()) if b]
+    order = [photo for batch in batches for photo in batch]
+    index = {photo: i for i, photo in enumerate(order)}
+    loader = DataLoader(_Photos([p.found[photo] for photo in order], model.network), batch_sampler=[[index[q] for q in b] for b in batches],
+                        collate_fn=list, num_workers=p.config.workers if len(batches) > 1 else 0)  # fmt: skip
+    for items in loader:
+        for i, x in items:
+            if isinstance(x, str):
+                work.fail(order[i], model.network.name, x)
+        decoded = [(order[i], x) for i, x in items if isinstance(x, Tensor)]
+        for shape in dict.fromkeys(tuple(x.shape) for _, x in decoded):  # one stack per input size
+            group = [(photo, x) for photo, x in decoded if tuple(x.shape) == shape]
+            names = ", ".join(photo.name for photo, _ in group[:3]) + (", ..." if len(group) > 3 else "")
+            work.tick(f"{model.network.name} · {names}")
+            _batch(work, model, group, {photo: pending[photo] for photo, _ in group})
+
+
+def _batch(work: _Work, model: Model, group: list[tuple[Path, Tensor]], todo: dict[Path, list[Output]]) -> None:
     """One forward pass for a batch of photos of one size; writes the files in `todo`."""
-    network, seed = model.network, p.config.seed
-    device = next(network.module.parameters(), torch.empty(0)).device
-    x = torch.stack([x for _, x in group]).to(device)
+    p, network, seed = work.p, model.network, work.p.config.seed
+    x = torch.stack([x for _, x in group]).to(network.device)
     shown = [network.picture(xi) for xi in x]
-    wanted = {photo: {o.file: o for o in outputs} for photo, outputs in todo.items()}
-    written = 0
-
-    def save(output: Output, array: np.ndarray | str, neuron: list[int] | None = None) -> None:
-        nonlocal written
-        path = p.out / output.file
-        if isinstance(array, str):
-            files.save_text(array, path)
-        elif output.kind == "raw":
-            files.save_array(array, path)
-        else:
-            files.save_png(array, path)
-        output.neuron = neuron
-        manifest.add(output)
-        written += 1
-
     for n, (photo, _) in enumerate(group):  # photo-level pictures (Fig. 7)
-        for output in wanted[photo].values():
-            if output.kind == "photo":
-                what = output.params["picture"]
-                array = shown[n] if what == "input" else _photo_picture(network, x[n], what, seed)
-                save(output, array)
-    needed = [o for outputs in wanted.values() for o in outputs.values() if o.kind != "photo"]
+        for output in (o for o in todo[photo] if o.kind == "photo"):
+            what = str(output.picture)
+            work.write(output, shown[n] if what == "input" else _photo_picture(network, x[n], what, seed))
+    needed = [o for outputs in todo.values() for o in outputs if o.kind != "photo"]
     if not needed:
-        return written
-    layers = list(dict.fromkeys(o.params["layer"] for o in needed))
-    variants = [v for v in p.variants if any(o.params["variant"] == v.name for o in needed)]
+        return
+    layers = list(dict.fromkeys(str(o.layer) for o in needed))
+    variants = [v for v in p.variants if any(o.variant == v.name for o in needed)]
     rec = Recording(model.graph, x, layer=layers, variants=variants)
     for layer in layers:
-        at_layer = [o for o in needed if o.params["layer"] == layer]
-        measured = {o.params["variant"] for o in at_layer if o.kind == "metric"}  # selectivity needs every selector
-        metrics: dict[str, dict[str, Tensor]] = {v: {} for v in measured}
+        at_layer = [o for o in needed if o.layer == layer]
+        measured = {o.variant for o in at_layer if o.kind == "metric"}  # selectivity needs every selector
+        metrics: dict[str, dict[str, Tensor]] = {str(v): {} for v in measured}
         for select, selector in p.selectors.items():
-            asked = [v for v in variants if v.name in measured
-                     or any(o.params["variant"] == v.name and o.params["select"] == select for o in at_layer)]  # fmt: skip
+            asked = [v for v in variants if v.name in measured or any(o.variant == v.name and o.select == select for o in at_layer)]
             if not asked:
                 continue
             signals = [rec.select(selector, variant=v, seed=seed, layer=layer) for v in asked]
@@ -324,32 +299,27 @@ def _batch(
                 if variant.name in measured:
                     metrics[variant.name][select] = reversed_v
                 for n, (photo, _) in enumerate(group):
-                    if (photo, network.name) in failures:
+                    if (photo, network.name) in work.failures:
                         continue
-                    images_n = reversed_v[:, n]
-                    if not torch.isfinite(images_n).all():
-                        failures[photo, network.name] = f"{variant.name} of {p.found[photo]} at {layer} overflowed: Inf or NaN values"
+                    if not torch.isfinite(reversed_v[:, n]).all():
+                        work.fail(photo, network.name, f"{variant.name} of {p.found[photo]} at {layer} overflowed: Inf or NaN values")
                         continue
-                    for kk, result in enumerate(images_n):
+                    for kk, result in enumerate(reversed_v[:, n]):
                         k = kk + 1 if selector.multiple else None
-                        outputs = [o for o in wanted[photo].values() if o.kind in ("picture", "raw")
-                                   and (o.params["layer"], o.params["variant"], o.params["select"], o.params["k"])
-                                   == (layer, variant.name, select, k)]  # fmt: skip
+                        outputs = [o for o in todo[photo] if o.kind in ("picture", "raw")
+                                   and (o.layer, o.variant, o.select, o.k) == (layer, variant.name, select, k)]  # fmt: skip
                         neuron = _neuron(signals_v[kk, n]) if outputs else None
                         pictures = {}  # (renderer, picture) -> array
-                        for how in dict.fromkeys(o.params["render"] for o in outputs if o.kind == "picture"):
-                            pictures.update({(how, s.lstrip("-") or how): a for s, a in render(result, how, shown[n])})
+                        for how in dict.fromkeys(o.render for o in outputs if o.kind == "picture"):
+                            pictures.update({(how, s.lstrip("-") or how): a for s, a in render(result, str(how), shown[n])})
                         for output in outputs:
-                            if output.kind == "raw":
-                                save(output, result.float().cpu().numpy(), neuron)
-                            else:
-                                save(output, pictures[output.params["render"], output.params["picture"]], neuron)
+                            raw = output.kind == "raw"
+                            work.write(output, result.float().cpu().numpy() if raw else pictures[output.render, output.picture], neuron)
         for output in (o for o in at_layer if o.kind == "metric"):
-            n = next(i for i, (photo, _) in enumerate(group) if photo == Path(output.params["photo"]))
-            if (group[n][0], network.name) not in failures:
-                scores = montage.selectivity({s: r[:, n] for s, r in metrics[output.params["variant"]].items()})
-                save(output, json.dumps(scores, indent=1) + "\n")
-    return written
+            n = next(i for i, (photo, _) in enumerate(group) if output in todo[photo])
+            if (group[n][0], network.name) not in work.failures:
+                scores = selectivity.score({s: r[:, n] for s, r in metrics[str(output.variant)].items()})
+                work.write(output, json.dumps(scores, indent=1) + "\n")
 
 
 def _neuron(signal: Tensor) -> list[int] | None:
@@ -369,16 +339,18 @@ def _photo_picture(network: Network, x: Tensor, what: str, seed: int) -> np.ndar
 def finish(p: Plan) -> tuple[list[dict], list[dict]]:
     """Merge the manifest, then draw the montages, the tables and index.html (rank 0 or --merge).
     Returns this run's manifest rows and its tables."""
-    manifest = Manifest(p.out)  # every rank's part
-    records = manifest.records
+    folder = OutputFolder(p.out)  # every rank's part
+    records = folder.manifest.records
     rows = [records[o.file] for photo in p.photos for m in p.models for o in p.outputs(photo, m)
             if o.file in records and (p.out / o.file).is_file()]  # fmt: skip
     photos = {str(photo) for photo in p.photos}
-    failed = [r for r in manifest.failed.values() if r.get("photo") in photos]
-    tables = montage.tables(p, rows)
+    failed = [r for r in folder.manifest.failed.values() if r.get("photo") in photos]
+    tables = selectivity.tables(rows, p.out) if "selectivity" in p.config.tables else []
     remove_temporaries(p.out, [f for f in records if f.startswith(("montages/", "tables/"))])
-    made = montage.montages(p, rows, manifest) + [montage.save_table(p, t, manifest) for t in tables]
-    manifest.merge()  # one manifest.jsonl, the parts removed
+    photo_order = [photo.id for photo in p.photos.values()]
+    made = montage.montages(p.config.montages, rows, photo_order, folder)
+    made += [folder.publish(Output("table", extra={"table": t["name"]}, name=t["csv"]), selectivity.csv(t)) for t in tables]
+    folder.manifest.merge()  # one manifest.jsonl, the parts removed
     if p.config.report:
         from .report import write_report
 
@@ -390,28 +362,37 @@ def finish(p: Plan) -> tuple[list[dict], list[dict]]:
 
 @dataclass
 class Counts:
+    """What a run would write, per model, layer, variant and selector (or photo-level picture)."""
+
+    source: str
     photos: int
     rows: list[tuple[str, str, str, str, int, int, int]]  # model, layer, variant, select, files, current, to do
+    montages: bool
+
+    def table(self) -> Table:
+        total = [sum(int(row[i]) for row in self.rows) for i in (4, 5, 6)]
+        more = " (and the montages, tables and report drawn at the end)" if self.montages else ""
+        return Table(f"{self.source}: {plural(self.photos, 'photo')}{more}",
+                     ["model", "layer", "variant", "select", "files", "current", "to compute"],
+                     [[*row[:4], *(f"{v:,}" for v in row[4:])] for row in self.rows], right=("files", "current", "to compute"),
+                     total=["total", "", "", "", *(f"{v:,}" for v in total)])  # fmt: skip
 
 
 def dry_run(config: str | Path | Mapping[str, Any] | RunConfig, /, **overrides: Any) -> Counts:
     """What a run would compute, per model, layer, variant and selector; nothing written."""
-    p = plan(load_config(config, overrides), shard=(0, 1))
+    cfg = load_config(config, overrides)
+    p = plan(cfg, shard=(0, 1), create=False)
     manifest = Manifest(p.out)
-    for photo in p.photos:
-        try:
-            p.hashes[photo] = sha256_file(photo)
-        except OSError:
-            p.hashes[photo] = None
     counts: dict[tuple[str, str, str, str], list[int]] = {}
     for photo, model in itertools.product(p.photos, p.models):
         for o in p.outputs(photo, model):
-            if o.kind in ("picture", "raw"):
-                key = (model.network.name, o.params["layer"], o.params["variant"], o.params["select"])
-                tally = counts.setdefault(key, [0, 0])
-                tally[0] += 1
-                tally[1] += manifest.current(o)
-    return Counts(len(p.photos), [(*key, n, cur, n - cur) for key, (n, cur) in counts.items()])
+            select = {"photo": o.picture, "metric": "selectivity"}.get(o.kind, o.select)
+            key = (model.network.name, o.layer or "-", o.variant or "-", str(select))
+            tally = counts.setdefault(key, [0, 0])
+            tally[0] += 1
+            tally[1] += manifest.current(o)
+    rows = [(*key, n, cur, n - cur) for key, (n, cur) in counts.items()]
+    return Counts(str(cfg.source), len(p.photos), rows, bool(cfg.montages or cfg.tables or cfg.report))
 
 
 def run(
@@ -474,7 +455,10 @@ def run(
     """
     cfg = load_config(config, overrides)
     p = plan(cfg, shard=shard)
-    written, current, photos_current, failed = execute(p, force=force, progress=progress) if not merge else (0, 0, 0, [])
+    if merge and not list(p.out.glob("manifest.rank-*-of-*.jsonl")):
+        raise UsageError(f"nothing to merge: {p.out} holds no shard manifests (manifest.rank-I-of-N.jsonl); "
+                         "run the shards (--shard I/N) into this folder first")  # fmt: skip
+    done = execute(p, force=force, progress=progress) if not merge else Result(out=p.out, stray=p.stray)
     if dist.is_initialized():
         dist.barrier()
     finished = shard is None or merge
@@ -487,5 +471,5 @@ def run(
         tables = []
     if dist.is_initialized():
         dist.barrier()
-    return Result(rows, written=written, current=current, photos_current=photos_current, failed=failed,
-                  tables=tables, out=p.out, stray=p.stray, finished=finished)  # fmt: skip
+    return Result(rows, written=done.written, current=done.current, photos_current=done.photos_current,
+                  failed=done.failed, tables=tables, out=p.out, stray=p.stray, finished=finished)  # fmt: skip

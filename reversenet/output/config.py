@@ -16,12 +16,12 @@ from typing import Any
 
 import yaml
 
+from ..choices import RENDERERS
 from ..errors import UsageError
-from .render import RENDERERS
+from ..inputs.spec import DEVICE, DEVICES, MODEL, SEED, WEIGHTS
 
 LEAD = ("input", "fourier", "phase")  # photo-level pictures (Fig. 7)
 TABLES = ("selectivity",)
-DEVICES = ("auto", "cpu", "cuda")
 MONTAGE_KEYS = ("rows", "columns", "lead", "max_photos")
 
 
@@ -78,6 +78,13 @@ def _string(value: Any) -> str:
     return str(value)
 
 
+def _folder(value: Any) -> str:
+    if not isinstance(value, str) or not value.strip():
+        shown = f"; write out: '{value}' for a folder of that name" if isinstance(value, (int, float)) else ""
+        raise Invalid(f"must be a folder name (text){shown}")
+    return value
+
+
 def _montages(value: Any) -> list[dict]:
     if value is None:
         return []
@@ -100,19 +107,19 @@ def _montages(value: Any) -> list[dict]:
 # key: (default, check); a default of None means the run's own default (see RunConfig).
 KEYS: dict[str, tuple[Any, Callable[[Any], Any]]] = {
     "images": (None, _strings),
-    "model": ("vgg16", _strings),
-    "weights": ("DEFAULT", _string),
-    "seed": (0, _int(0)),
+    "model": (MODEL, _strings),
+    "weights": (WEIGHTS, _string),
+    "seed": (SEED, _int(0)),
     "layers": (None, _strings),
     "variants": (["desalinet"], _strings),
     "select": (["max"], _strings),
-    "render": (["paper"], _choices(tuple(RENDERERS))),
+    "render": (["paper"], _choices(RENDERERS)),
     "raw": (False, _bool),
     "lead": ([], _choices(LEAD, empty=True)),
     "batch_size": (8, _int(1)),
     "workers": (2, _int(0)),
-    "device": ("auto", _one_of(DEVICES)),
-    "out": (None, _string),
+    "device": (DEVICE, _one_of(DEVICES)),
+    "out": (None, _folder),
     "montages": ([], _montages),
     "tables": ([], _choices(TABLES, empty=True)),
     "report": (True, _bool),

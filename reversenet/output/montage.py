@@ -1,37 +1,29 @@
-"""What a run draws from its outputs at the end: labelled montages over any two axes, and the
-neuron-selectivity table of the paper's Fig. 4.
+"""What a run draws from its outputs at the end: labelled montages over any two axes.
 
 Axes of a picture: ``model``, ``photo``, ``layer``, ``variant``, ``select``, ``k``, ``render``,
 and each layer family a variant sets a rule for (``ReLU``, ``MaxPool2d``, ...), so that the
 paper's Fig. 3 is ``rows: MaxPool2d, columns: ReLU``. A montage has the axes it is asked for as
 rows and columns; every other axis along which the run's pictures vary makes one montage per
-value.
+value. A montage is named and titled by what its cells share (model, layer, selector,
+renderer) and the values it is split by: ``montages/vgg16_pool5_MaxPool2d-by-ReLU.png``.
 """
 
 from __future__ import annotations
 
-import csv
 import io
-import itertools
-import json
-import math
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
-import torch
 from PIL import Image
-from torch import Tensor
 
 from ..core.rules import FAMILIES
 from ..errors import unknown
-from .files import Manifest, Output, save_bytes, slug, versions
+from .files import Output, OutputFolder, slug
 from .render import grid
 
-if TYPE_CHECKING:
-    from .batch import Plan
-
 AXES = ("model", "photo", "layer", "variant", "select", "k", "render")
+IDENTITY = ("model", "layer", "select", "render")  # named in a montage's file and title when fixed
 EMPTY = 235  # the grey of a cell with no picture (a photo that failed)
 
 
@@ -44,71 +36,96 @@ def check_axes(montages: list[dict]) -> None:
                 raise unknown("montage axis", axis, known)
 
 
-def _value(record: dict, axis: str) -> str:
+def value(record: dict, axis: str) -> str:
+    """A picture's value on an axis: a rule axis (a layer family) is the variant's rule for it."""
     if axis == "photo":
         return record["photo_id"]
     if axis == "render":
         return record["picture"]
+    if axis == "k":
+        return "" if record.get("k") is None else f"{record['select']} #{record['k']}"
     if axis in AXES:
         return "" if record.get(axis) is None else str(record[axis])
     return record["variant_rules"].get(axis, "-")
 
 
-def _label(axes: list[str], values: tuple[str, ...]) -> str:
-    """'pool5 · max', with a rule axis shown as 'ReLU: hybrid'."""
+def label(axes: list[str], values: tuple[str, ...]) -> str:
+    """'pool5 · max', a rule axis shown as 'ReLU: hybrid' (the grid of `compare` and the
+    montages of a run label alike)."""
     return " · ".join(v if a in AXES else f"{a}: {v}" for a, v in zip(axes, values) if v != "")
 
 
-def montages(p: Plan, rows: list[dict], manifest: Manifest) -> list[dict]:
-    """Draw the run's montages (``montages/``, written when they changed); their records."""
+def _identity(axes: list[str], values: tuple[str, ...]) -> tuple[list[str], tuple[str, ...], str]:
+    """What a montage's cells share and what splits it: the axes and values, less empty ones,
+    and the file-name part made of them (the defaults, select max and render paper, left out
+    as in the pictures' names)."""
+    kept = [(a, v) for a, v in zip(axes, values) if v != "" and (a, v) != ("render", "paper")]
+    name = "_".join(slug(v) for a, v in kept if (a, v) != ("select", "max"))
+    return [a for a, _ in kept], tuple(v for _, v in kept), name
+
+
+def montages(specs: list[dict], rows: list[dict], photo_order: list[str], folder: OutputFolder) -> list[dict]:
+    """Draw a run's montages (``montages/``, written when they changed); their records.
+    `photo_order`: the photo ids in the run's order."""
     pictures = [r for r in rows if r["kind"] == "picture"]
     if not pictures:
         return []
     families = [f for f in FAMILIES if any(f in r["variant_rules"] for r in pictures)]
-    varying = [a for a in (*AXES, *families) if len({_value(r, a) for r in pictures}) > 1]
+    varying = [a for a in (*AXES, *families) if len({value(r, a) for r in pictures}) > 1]
     lead_pictures = {(r["photo_id"], r["model"], r["picture"]): r for r in rows if r["kind"] == "photo"}
-    photo_order = [p.ids[photo] for photo in p.photos]
     made = []
-    for spec in p.config.montages:
+    for spec in specs:
         by_rows, by_columns = spec["rows"], spec["columns"]
         used = {*by_rows, *by_columns}
         group = {"variant", *families}
         split = [a for a in varying if a not in used and not (a in group and used & group)]
+        fixed_axes = [a for a in IDENTITY if a not in used and a not in split]  # the same for every cell
         allowed = set(photo_order[: spec["max_photos"]])
         chosen = [r for r in pictures if r["photo_id"] in allowed]
-        for fixed in dict.fromkeys(tuple(_value(r, a) for a in split) for r in chosen):
-            cells = [r for r in chosen if tuple(_value(r, a) for a in split) == fixed]
-            row_keys = list(dict.fromkeys(tuple(_value(r, a) for a in by_rows) for r in cells))
-            column_keys = list(dict.fromkeys(tuple(_value(r, a) for a in by_columns) for r in cells))
-            at = {(tuple(_value(r, a) for a in by_rows), tuple(_value(r, a) for a in by_columns)): r for r in cells}
-            tiles, captions, used_files = [], [], []
-            for row in row_keys:
-                first = next(r for r in cells if tuple(_value(r, a) for a in by_rows) == row)
-                for what in spec["lead"]:
-                    lead = lead_pictures.get((first["photo_id"], first["model"], what))
-                    tiles.append(_tile(p.out, lead))
-                    captions.append("")
-                    used_files.append(lead and lead["file"])
-                for column in column_keys:
-                    cell = at.get((row, column))
-                    tiles.append(_tile(p.out, cell))
-                    captions.append(cell["variant"] if cell and used & group and "variant" not in used else "")
-                    used_files.append(cell and cell["file"])
-            size = next(t.shape for t in tiles if t is not None)
-            picture = grid(
-                [_fit(t, size) for t in tiles],
-                columns=len(spec["lead"]) + len(column_keys),
-                captions=captions,
-                column_titles=[*spec["lead"], *(_label(by_columns, c) for c in column_keys)],
-                row_titles=[_label(by_rows, r) for r in row_keys],
-                title=_label(split, fixed),
-            )
-            name = "-".join(by_rows) + "-by-" + "-".join(by_columns) + "".join(f"_{slug(v)}" for v in fixed if v)
-            params = {"rows": by_rows, "columns": by_columns, "lead": spec["lead"], "where": dict(zip(split, fixed)),
-                      "cells": used_files, **versions()}  # fmt: skip
-            output = Output(f"montages/{name}.png", "montage", params)
-            made.append(publish(p.out, manifest, output, _png(picture)) | {"title": _label(split, fixed) or name})
+        for where in dict.fromkeys(tuple(value(r, a) for a in split) for r in chosen):
+            cells = [r for r in chosen if tuple(value(r, a) for a in split) == where]
+            axes, identity, named = _identity([*fixed_axes, *split], (*(value(cells[0], a) for a in fixed_axes), *where))
+            title = label(axes, identity)
+            picture, used_files = _draw(spec, cells, lead_pictures, folder.folder, title)
+            name = "_".join(filter(None, [named, f"{'-'.join(by_rows)}-by-{'-'.join(by_columns)}"]))
+            extra = {"rows": by_rows, "columns": by_columns, "lead": spec["lead"], "where": dict(zip(axes, identity)),
+                     "cells": used_files}  # fmt: skip
+            output = Output("montage", extra=extra, name=f"montages/{name}.png")
+            made.append(folder.publish(output, _png(picture)) | {"title": title or name})
     return made
+
+
+def _draw(spec: dict, cells: list[dict], lead_pictures: dict, out: Path, title: str) -> tuple[np.ndarray, list[Any]]:
+    """One montage: its picture, and the files of its cells (None: a cell without a picture)."""
+    by_rows, by_columns = spec["rows"], spec["columns"]
+    group = {"variant", *FAMILIES}
+    row_keys = list(dict.fromkeys(tuple(value(r, a) for a in by_rows) for r in cells))
+    column_keys = list(dict.fromkeys(tuple(value(r, a) for a in by_columns) for r in cells))
+    at = {(tuple(value(r, a) for a in by_rows), tuple(value(r, a) for a in by_columns)): r for r in cells}
+    captioned = bool({*by_rows, *by_columns} & group) and "variant" not in {*by_rows, *by_columns}
+    tiles, captions, used_files = [], [], []
+    for row in row_keys:
+        first = next(r for r in cells if tuple(value(r, a) for a in by_rows) == row)
+        for what in spec["lead"]:
+            lead = lead_pictures.get((first["photo_id"], first["model"], what))
+            tiles.append(_tile(out, lead))
+            captions.append("")
+            used_files.append(lead and lead["file"])
+        for column in column_keys:
+            cell = at.get((row, column))
+            tiles.append(_tile(out, cell))
+            captions.append(cell["variant"] if cell and captioned else "")
+            used_files.append(cell and cell["file"])
+    size = next(t.shape for t in tiles if t is not None)
+    picture = grid(
+        [_fit(t, size) for t in tiles],
+        columns=len(spec["lead"]) + len(column_keys),
+        captions=captions,
+        column_titles=[*spec["lead"], *(label(by_columns, c) for c in column_keys)],
+        row_titles=[label(by_rows, r) for r in row_keys],
+        title=title,
+    )
+    return picture, used_files
 
 
 def _tile(out: Path, record: dict | None) -> np.ndarray | None:
@@ -130,70 +147,3 @@ def _png(array: np.ndarray) -> bytes:
     buffer = io.BytesIO()
     Image.fromarray(array).save(buffer, format="PNG")
     return buffer.getvalue()
-
-
-def publish(out: Path, manifest: Manifest, output: Output, data: bytes) -> dict:
-    """Write `data` as `output` unless the file already holds it and the manifest says so."""
-    path = out / output.file
-    if not (manifest.current(output) and path.read_bytes() == data):
-        save_bytes(data, path)
-        manifest.add(output)
-    return manifest.records[output.file]
-
-
-# ---- the selectivity of Fig. 4 --------------------------------------------------------
-
-
-def selectivity(results: dict[str, Tensor]) -> dict[str, Any]:
-    """How much one photo's reversed images depend on the neuron chosen: the Pearson
-    correlation of every pair of selectors' images (a selector of K neurons: each image),
-    and their mean. `results` maps a selector to its images (K, C, H, W)."""
-    images = {
-        (name if len(r) == 1 else f"{name}#{k + 1}"): r[k].double().flatten()
-        for name, r in results.items() for k in range(len(r))
-    }  # fmt: skip
-    pairs = {}
-    for (a, u), (b, v) in itertools.combinations(images.items(), 2):
-        r = torch.corrcoef(torch.stack([u, v]))[0, 1].item()
-        pairs[f"{a}~{b}"] = None if math.isnan(r) else r  # NaN: a constant image
-    values = [r for r in pairs.values() if r is not None]
-    return {"pairs": pairs, "mean": sum(values) / len(values) if values else None}
-
-
-def tables(p: Plan, rows: list[dict]) -> list[dict]:
-    """The run's tables: for ``selectivity``, per model, layer and variant, each pair's
-    correlation and their mean, averaged over the photos."""
-    metrics = [r for r in rows if r["kind"] == "metric"]
-    if "selectivity" not in p.config.tables or not metrics:
-        return []
-    groups: dict[tuple[str, str, str], list[dict]] = {}
-    for r in metrics:
-        groups.setdefault((r["model"], r["layer"], r["variant"]), []).append(json.loads((p.out / r["file"]).read_text()))
-    pairs = list(dict.fromkeys(k for scores in groups.values() for s in scores for k in s["pairs"]))
-    table_rows = []
-    for (model, layer, variant), scores in groups.items():
-        means = [_mean([s["pairs"].get(pair) for s in scores]) for pair in pairs]
-        table_rows.append([model, layer, variant, len(scores), *means, _mean([s["mean"] for s in scores])])
-    return [{
-        "title": "Neuron selectivity (Fig. 4): correlation between the images of different selectors, mean over photos",
-        "columns": ["model", "layer", "variant", "photos", *pairs, "mean"],
-        "rows": table_rows,
-        "csv": "tables/selectivity.csv",
-        "name": "selectivity",
-    }]  # fmt: skip
-
-
-def _mean(values: list[float | None]) -> float | None:
-    known = [v for v in values if v is not None]
-    return sum(known) / len(known) if known else None
-
-
-def save_table(p: Plan, table: dict, manifest: Manifest) -> dict:
-    """Write a table as CSV (6 decimals), recorded in the manifest."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(table["columns"])
-    for row in table["rows"]:
-        writer.writerow("" if v is None else f"{v:.6f}" if isinstance(v, float) else v for v in row)
-    output = Output(table["csv"], "table", {"table": table["name"], **versions()})
-    return publish(p.out, manifest, output, buffer.getvalue().encode())

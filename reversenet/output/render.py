@@ -13,12 +13,12 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 
-import cv2
 import numpy as np
 import torch
 from PIL import Image, ImageDraw, ImageFont
 from torch import Tensor
 
+from .. import choices
 from ..inputs.images import to_uint8
 
 Rendered = list[tuple[str, np.ndarray]]  # (file-name suffix, uint8 picture)
@@ -54,6 +54,8 @@ def saliency_map(v: Tensor) -> Tensor:
 def heat(s: Tensor) -> np.ndarray:
     """A one-channel map in [0, 1] as an RGB heat map (OpenCV's inferno)."""
     grey = (s.clamp(0, 1) * 255).round().to(torch.uint8).cpu().numpy()
+    import cv2  # here: OpenCV loads only where a heat map is drawn
+
     return cv2.cvtColor(cv2.applyColorMap(grey, cv2.COLORMAP_INFERNO), cv2.COLOR_BGR2RGB)
 
 
@@ -81,12 +83,10 @@ def _saliency(v: Tensor, photo: np.ndarray | None = None) -> Rendered:
     return out
 
 
-RENDERERS: dict[str, Callable[[Tensor, np.ndarray | None], Rendered]] = {
-    "paper": _mapped(paper),
-    "gamma": _mapped(gamma),
-    "minmax": _mapped(minmax),
-    "saliency": _saliency,
-}
+# in the order of reversenet.choices.RENDERERS, the names users choose from
+RENDERERS: dict[str, Callable[[Tensor, np.ndarray | None], Rendered]] = dict(
+    zip(choices.RENDERERS, (_mapped(paper), _mapped(gamma), _mapped(minmax), _saliency), strict=True)
+)
 
 
 def render(v: Tensor, how: str = "paper", photo: np.ndarray | None = None) -> Rendered:
