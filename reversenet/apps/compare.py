@@ -95,7 +95,7 @@ def save_compare(
     rows, written, current = [], 0, 0
     for image, photo in zip(images, photos.values()):
         outputs = [Output("compare", photo, spec.identity(), layer, eight(fallback), select, k if count > 1 else None,
-                          how, "compare-bp" if fallback else "compare", name=file and file.name)
+                          how, "compare-bp" if fallback else "compare", name=file.name if file else None)
                    for k in range(1, count + 1)]  # fmt: skip
         if not force and all(folder.current(o) for o in outputs):
             current += len(outputs)

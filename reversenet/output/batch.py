@@ -387,7 +387,7 @@ def dry_run(config: str | Path | Mapping[str, Any] | RunConfig, /, **overrides: 
     for photo, model in itertools.product(p.photos, p.models):
         for o in p.outputs(photo, model):
             select = {"photo": o.picture, "metric": "selectivity"}.get(o.kind, o.select)
-            key = (model.network.name, o.layer or "-", o.variant or "-", str(select))
+            key = (model.network.name, o.layer or "-", str(o.variant or "-"), str(select))
             tally = counts.setdefault(key, [0, 0])
             tally[0] += 1
             tally[1] += manifest.current(o)
