@@ -17,95 +17,7 @@ from torch.fx.passes.shape_prop import ShapeProp, TensorMetadata
 
 from ..errors import ReversenetError, UsageError, first_line, unknown
 from .rules import FUNCTIONAL, Family, family_of
-
-
-class _Tracer(fx.Tracer):
-    """Keeps every layer with a reverse rule as one node; traces through the rest, and
-    through modules with forward hooks, which change what the module computes."""
-
-    def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
-        if m._forward_hooks or m._forward_pre_hooks or "forward" in vars(m):
-            return False
-        return family_of(m) is not None or super().is_leaf_module(m, qualname)
-
-
-# Tensor attributes and methods that the shape tracer answers with the example's values
-_SHAPE_ATTRIBUTES = {"shape", "ndim", "dtype", "device", "is_cuda"}
-_SHAPE_METHODS = {"size", "dim", "ndimension", "numel", "nelement"}
-
-
-class _ShapeTracer(_Tracer):
-    """`_Tracer` with an example input at hand: every node is also computed on it, and
-    what Python reads of a tensor's geometry (``x.shape``, ``x.size(-1)``, ``len(x)``,
-    ``x.dtype``) is a plain value, so that shape-dependent control flow (timm's
-    ``ConvMlp``, padding computed from the input size) runs as for that input. The graph
-    holds for inputs of that geometry only. Data-dependent control flow still fails."""
-
-    def __init__(self, examples: dict[str, Any]):
-        super().__init__()
-        self._examples = examples  # per parameter name
-        self._concrete = False  # computing a node's value: modules and parameters are real
-
-    def proxy(self, node: fx.Node) -> fx.Proxy:
-        return _SizedProxy(node, self)
-
-    def create_proxy(self, kind: str, target: Any, args: tuple, kwargs: dict, *rest: Any, **more: Any) -> Any:
-        if kind == "call_method" and target in _SHAPE_METHODS:
-            values = fx.node.map_aggregate((args, kwargs), _value)
-            return getattr(values[0][0], target)(*values[0][1:], **values[1])
-        proxy = super().create_proxy(kind, target, args, kwargs, *rest, **more)
-        proxy.node.meta["value"] = self._evaluate(kind, target, args, kwargs)
-        return proxy
-
-    def _evaluate(self, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
-        """The node's value on the example (one forward pass over the trace)."""
-        if kind == "placeholder":  # the example, else the parameter's default (None: traced as None)
-            return self._examples.get(target, args[0] if args else None)
-        values = fx.node.map_aggregate((args, kwargs), _value)
-        if kind == "output":
-            return values[0][0] if values[0] else None
-        self._concrete = True
-        try:
-            with torch.no_grad():
-                return _execute(self.root, kind, target, *values)
-        finally:
-            self._concrete = False
-
-    def call_module(self, m: nn.Module, forward: Any, args: tuple, kwargs: dict) -> Any:
-        return forward(*args, **kwargs) if self._concrete else super().call_module(m, forward, args, kwargs)
-
-    def getattr(self, attr: str, attr_val: Any, parameter_proxy_cache: dict[str, Any]) -> Any:
-        return attr_val if self._concrete else super().getattr(attr, attr_val, parameter_proxy_cache)
-
-    def iter(self, obj: fx.Proxy) -> Iterator[Any]:
-        return (operator.getitem(obj, i) for i in range(len(_value(obj))))
-
-
-class _SizedProxy(fx.Proxy):
-    """A proxy whose geometry is that of its value on the example."""
-
-    def __getattr__(self, k: str) -> Any:
-        if k in _SHAPE_ATTRIBUTES:
-            return getattr(_value(self), k)
-        return super().__getattr__(k)
-
-    def __len__(self) -> int:
-        return len(_value(self))
-
-
-def _execute(root: nn.Module, kind: str, target: Any, args: tuple, kwargs: dict) -> Any:
-    """What a graph node of this kind and target computes, in `root`, on these arguments."""
-    if kind == "call_module":
-        return root.get_submodule(target)(*args, **kwargs)
-    if kind == "call_method":
-        return getattr(args[0], target)(*args[1:], **kwargs)
-    if kind == "get_attr":
-        return operator.attrgetter(target)(root)
-    return target(*args, **kwargs)
-
-
-def _value(a: Any) -> Any:
-    return a.node.meta["value"] if isinstance(a, fx.Proxy) else a
+from .tracing import ShapeTracer, Tracer, execute
 
 
 @dataclass(frozen=True)
@@ -186,7 +98,7 @@ class Graph:
         concrete = dict.fromkeys(self.none) or None
         with evaluation(model):  # trace the evaluation-mode network (no auxiliary heads)
             try:
-                self.fx = _Tracer().trace(model, concrete)
+                self.fx = Tracer().trace(model, concrete)
             except Exception as exc:  # tracing runs user code: any failure is the model's
                 if example is None:
                     raise _untraceable(model, exc) from exc
@@ -203,10 +115,10 @@ class Graph:
                 self.live.add(node)
 
     def _trace_at(self, example: Sequence[Any], concrete: dict[str, None] | None) -> fx.Graph:
-        """The trace with shapes made concrete for `example`'s geometry (`_ShapeTracer`)."""
+        """The trace with shapes made concrete for `example`'s geometry (`ShapeTracer`)."""
         names = [name for name in inspect.signature(self.model.forward).parameters if name not in self.none]
         try:
-            graph = _ShapeTracer(dict(zip(names, example))).trace(self.model, concrete)
+            graph = ShapeTracer(dict(zip(names, example))).trace(self.model, concrete)
         except Exception as exc:
             raise _untraceable(self.model, exc, data_dependent=isinstance(exc, fx.proxy.TraceError)) from exc
         for node in graph.nodes:  # the example's activations: not kept
@@ -318,7 +230,7 @@ class Graph:
         """The model's own operation at `node` (its module, function or method, as the
         forward calls it) on the `values` of its inputs."""
         args, kwargs = fx.node.map_arg((node.args, node.kwargs), values.__getitem__)
-        return _execute(self.model, node.op, node.target, args, kwargs)
+        return execute(self.model, node.op, node.target, args, kwargs)
 
     def _attribute(self, node: fx.Node) -> Any:
         """A get_attr node's tensor; other nodes stay nodes (a value computed in the forward)."""
