@@ -20,7 +20,8 @@ from .apps.evaluation import Evaluation, evaluate
 from .apps.fcn import fully_convolutional
 from .apps.randomisation import Sanity, sanity
 from .apps.segmentation import Seeds, Segmenter, segment
-from .core.engine import Recording, reverse
+from .core.recording import Recording
+from .core.reverse import reverse
 from .core.selectors import Selector, parse_selector
 from .core.variants import VARIANTS, Variant, load_variant
 from .errors import ReversenetError, UsageError

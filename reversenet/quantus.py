@@ -18,7 +18,8 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .core.engine import Recording, VariantSpec
+from .core.recording import Recording
+from .core.variants import VariantSpec
 from .errors import UsageError
 
 

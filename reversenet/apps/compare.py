@@ -8,7 +8,7 @@ import numpy as np
 import torch
 from torch import Tensor
 
-from ..core.engine import Recording
+from ..core.recording import Recording
 from ..core.selectors import Selector, parse_selector
 from ..core.variants import ANY, VARIANTS
 from ..errors import ReversenetError

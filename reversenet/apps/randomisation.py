@@ -31,8 +31,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..core.engine import Recording, VariantSpec
-from ..core.variants import VARIANTS, expand, load_variant
+from ..core.recording import Recording
+from ..core.variants import VARIANTS, VariantSpec, expand, load_variant
 from ..errors import UsageError
 from ..inputs.images import find_images, load_image, sample_image
 from ..inputs.models import Network, as_network

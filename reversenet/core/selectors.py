@@ -12,18 +12,27 @@ Written as ``name`` or ``name:argument`` on the command line::
     full             the activations themselves
     class:I|NAME     a class of a classifier's output by index or ImageNet label
     objectness       the top class's positive scores, for segmentation (design page §6)
+
+`signals` and `pictures` run a selector on a recording (`Recording.select`,
+`Recording.visualize_many`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ReversenetError, UsageError, unknown
+from .variants import VariantSpec, load_variant
+
+if TYPE_CHECKING:
+    from .recording import Recording
+    from .reverse import P
 
 Reverse = Callable[[Tensor], Tensor]
 
@@ -288,3 +297,30 @@ def parse_selector(spec: str | Selector) -> Selector:
     if len(values) != 1:
         raise UsageError(f"selector {name!r} takes one number")
     return Channel(values[0]) if name == "channel" else TopK(values[0])
+
+
+def signals(
+    recording: Recording[Any], select: str | Selector, variant: VariantSpec, seed: int, layer: str | None
+) -> Tensor:
+    """`Recording.select`: the signals a selector makes from a recorded layer's activation;
+    the recording reverses them for the selectors that look at reversed images."""
+    layer = layer or recording.layer
+    reverse = lambda e: _joined(recording.reverse(e, variant, layer=layer))
+    return parse_selector(select).signals(recording.activations[layer], reverse=reverse, seed=seed)
+
+
+def pictures(
+    recording: Recording[P], select: str | Selector, variants: Iterable[VariantSpec], seed: int, layer: str | None
+) -> dict[str, P]:
+    """`Recording.visualize_many`: each variant's signals, reversed in one batched pass."""
+    loaded = [load_variant(v) for v in variants]
+    layer = layer or recording.layer
+    pairs = [(v, signals(recording, select, v, seed, layer)) for v in loaded]
+    return {v.name: r for v, r in zip(loaded, recording.reverse_many(pairs, layer=layer))}
+
+
+def _joined(picture: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """(K, N, ...) pictures, of one input or several, as one (K, N, M): flattened per signal
+    and image, joined."""
+    parts = [p.reshape(*p.shape[:2], -1) for p in ((picture,) if isinstance(picture, Tensor) else picture)]
+    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]

@@ -28,8 +28,8 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..core.engine import Recording
 from ..core.graph import Graph
+from ..core.recording import Recording
 from ..core.selectors import Mixture, Noise, Random, Selector, TopK, parse_selector
 from ..core.variants import Variant, expand, load_variant
 from ..errors import UsageError, first_line
