@@ -67,9 +67,9 @@ class Recording(Generic[P]):
     Raises
     ------
     reversenet.UsageError
-        `x` is not a finite float tensor (N, ...) or a tuple of them, the forward takes
-        other arguments, a layer does not exist (the error suggests close names), or no
-        layer or variant is given.
+        `x` is not a finite float tensor (N, ...) or a tuple of them, holds no images
+        (N = 0), the forward takes other arguments, a layer does not exist (the error
+        suggests close names), or no layer or variant is given.
 
     Examples
     --------
@@ -381,6 +381,8 @@ def _checked(inputs: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
         if not isinstance(x, Tensor) or not x.dim() or not x.is_floating_point():
             got = tuple(x.shape) if isinstance(x, Tensor) else type(x).__name__
             raise UsageError(f"x must be a float tensor (N, ...) or a tuple of them, got {got}")
+        if not len(x):  # nothing to record; later steps would index an image that is not there
+            raise UsageError(f"x holds no images: the batch is empty (shape {tuple(x.shape)})")
         if not torch.isfinite(x).all():
             raise UsageError("x has NaN or Inf values")
     if not inputs or len({len(x) for x in inputs}) > 1:

@@ -233,19 +233,25 @@ def _category_index(label: str) -> int:
     return lowered.index(label.lower())
 
 
-def _ints(arg: str, spec: str) -> tuple[int, ...]:
+def _ints(name: str, arg: str, spec: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in arg.split(","))
     except ValueError:
-        raise UsageError(f"selector {spec!r} needs whole numbers, e.g. neuron:12,3,4") from None
+        raise UsageError(f"selector {spec!r} needs whole numbers: {_FORMS[name]}") from None
     if any(v < 0 for v in values):
-        raise UsageError(f"selector {spec!r}: indices start at 0")
+        raise UsageError(f"selector {spec!r}: indices start at 0; {_FORMS[name]}")
     return values
 
 
 _NO_ARG = {"max": Max, "random": Random, "mixture": Mixture, "noise": Noise, "full": Full, "objectness": Objectness}
-_WITH_ARG = {"neuron", "channel", "topk", "class"}
-NAMES = tuple(_NO_ARG) + tuple(sorted(_WITH_ARG))
+# The selectors with an argument, each as written with an example: their parse errors show it.
+_FORMS = {
+    "neuron": "neuron:C,Y,X (neuron:U for a vector layer), e.g. neuron:12,3,4",
+    "channel": "channel:C, e.g. channel:12",
+    "topk": "topk:K, e.g. topk:3",
+    "class": "class:I|NAME, e.g. class:tabby",
+}
+NAMES = tuple(_NO_ARG) + tuple(sorted(_FORMS))
 
 
 def parse_selector(spec: str | Selector) -> Selector:
@@ -285,17 +291,17 @@ def parse_selector(spec: str | Selector) -> Selector:
         if arg:
             raise UsageError(f"selector {name!r} takes no argument")
         return _NO_ARG[name]()
-    if name not in _WITH_ARG:
+    if name not in _FORMS:
         raise unknown("selector", name, NAMES)
     if not arg:
-        raise UsageError(f"selector {name!r} needs an argument, e.g. {name}:{'tabby' if name == 'class' else 3}")
+        raise UsageError(f"selector {name!r} needs an argument: {_FORMS[name]}")
     if name == "class":
         return Class(arg)
-    values = _ints(arg, spec)
+    values = _ints(name, arg, spec)
     if name == "neuron":
         return Neuron(values)
     if len(values) != 1:
-        raise UsageError(f"selector {name!r} takes one number")
+        raise UsageError(f"selector {name!r} takes one number: {_FORMS[name]}")
     return Channel(values[0]) if name == "channel" else TopK(values[0])
 
 
