@@ -27,9 +27,9 @@ from captum.attr import GradientAttribution, NeuronAttribution
 from captum.log import log_usage
 from torch import Tensor, nn
 
-from .core.engine import Recording, VariantSpec
 from .core.graph import Graph, none_parameters
-from .core.variants import load_variant
+from .core.recording import Recording
+from .core.variants import VariantSpec, load_variant
 from .errors import UsageError
 
 TargetType = int | tuple[int, ...] | Tensor | list[int] | list[tuple[int, ...]] | None  # captum's

@@ -18,8 +18,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .core.engine import Recording, VariantSpec
 from .core.graph import device_of
+from .core.recording import Recording
+from .core.variants import VariantSpec
 from .errors import UsageError
 
 

@@ -7,6 +7,7 @@ import inspect
 import re
 
 import pytest
+import torch
 
 import reversenet
 import reversenet.captum
@@ -41,3 +42,29 @@ def test_the_public_names_are_importable_from_the_package():
     assert sorted(reversenet.__all__) == sorted(set(reversenet.__all__))
     for name in reversenet.__all__:
         assert getattr(reversenet, name) is not None
+
+
+class _Pair(torch.nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.fc = torch.nn.Linear(4, 2)
+
+    def forward(self, a, b):
+        return self.fc(torch.relu(a) + b)
+
+
+@pytest.mark.parametrize(
+    "model,x",
+    [
+        (torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3), torch.nn.ReLU()), torch.empty(0, 3, 224, 224)),
+        (_Pair(), (torch.empty(0, 4), torch.empty(0, 4))),
+        (_Pair(), (torch.randn(2, 4), torch.empty(0, 4))),
+    ],
+    ids=["images", "pair", "one-empty"],
+)
+def test_an_empty_batch_is_a_usage_error_of_one_line(model, x):
+    for record in (lambda: reversenet.Recording(model, x, layer="output"),
+                   lambda: reversenet.reverse(model, x, layer="output")):  # fmt: skip
+        with pytest.raises(reversenet.UsageError, match="no images: the batch is empty") as error:
+            record()
+        assert "\n" not in str(error.value)

@@ -151,4 +151,4 @@ def test_import_reversenet_and_the_core_load_no_application_stack():
     assert not loaded("import reversenet") & {"torch", *HEAVY}
     core = loaded("import reversenet\nreversenet.Recording, reversenet.reverse, reversenet.load_variant, reversenet.parse_selector")
     assert "torch" in core and not core & HEAVY, core & HEAVY
-    assert not loaded("import reversenet.core.engine, reversenet.core.variants, reversenet.core.selectors") & {"torchvision", *HEAVY}
+    assert not loaded("import reversenet.core.recording, reversenet.core.reverse, reversenet.core.variants, reversenet.core.selectors") & {"torchvision", *HEAVY}

@@ -12,7 +12,7 @@ from test_fuzz import cnns
 from torch import nn
 
 import reversenet
-from reversenet.core import engine
+from reversenet.core import reverse as reverse_pass
 from reversenet.core.rules.linear import ConvTranspose
 from reversenet.core.window import Axis, box
 from reversenet.inputs.models import load_network
@@ -122,15 +122,15 @@ def test_chunks_equal_one_pass(monkeypatch, batch):
     net = load_network("vgg16", "random").module
     rec = reversenet.Recording(net, torch.randn(batch, 3, 64, 64), layer="features.16")
     whole = rec.visualize_many("topk:5")
-    monkeypatch.setattr(engine, "CHUNK_BYTES", 1)  # as few signals per chunk as can be: one per photo
+    monkeypatch.setattr(reverse_pass, "CHUNK_BYTES", 1)  # as few signals per chunk as can be: one per photo
     calls = []
-    reverse = engine.Recording._reverse
+    reverse = reverse_pass.ReversePass._chunk
 
     def spy(self, signal, *args):
         calls.append(len(signal))
         return reverse(self, signal, *args)
 
-    monkeypatch.setattr(engine.Recording, "_reverse", spy)
+    monkeypatch.setattr(reverse_pass.ReversePass, "_chunk", spy)
     chunked = rec.visualize_many("topk:5")
     assert calls == [batch] * 5 * len(reversenet.VARIANTS)  # whole copies of the batch: the bottleneck's rows
     for variant in reversenet.VARIANTS:

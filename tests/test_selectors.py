@@ -103,6 +103,28 @@ def test_bad_selectors(spec, message):
         signals(spec)
 
 
+@pytest.mark.parametrize(
+    "spec,form",
+    [
+        ("topk:x", "topk:K, e.g. topk:3"),
+        ("topk", "topk:K, e.g. topk:3"),
+        ("topk:1,2", "topk:K, e.g. topk:3"),
+        ("channel:x", "channel:C, e.g. channel:12"),
+        ("channel:-1", "channel:C, e.g. channel:12"),
+        ("neuron:a", "neuron:C,Y,X"),
+        ("neuron", "neuron:C,Y,X"),
+        ("class", "class:I|NAME"),
+    ],
+)
+def test_parse_errors_show_the_selectors_own_form(spec, form):
+    with pytest.raises(UsageError) as error:
+        parse_selector(spec)
+    message = str(error.value)
+    assert form in message and "\n" not in message
+    name = spec.partition(":")[0]
+    assert all(other not in message for other in ("neuron", "channel", "topk", "class") if other != name)
+
+
 def test_parse_returns_the_right_kinds():
     assert parse_selector("neuron:3") == Neuron((3,))
     assert parse_selector("channel:4") == Channel(4)

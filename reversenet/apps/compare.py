@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 from torch import Tensor
 
-from ..core.engine import Recording
+from ..core.recording import Recording
 from ..core.selectors import Selector, parse_selector
 from ..core.variants import ANY, VARIANTS, load_variant
 from ..errors import ReversenetError, UsageError

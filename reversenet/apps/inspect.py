@@ -9,10 +9,10 @@ from typing import Any
 import torch
 from torch import Tensor, fx
 
-from ..core.engine import Recording, VariantSpec
 from ..core.graph import Graph, Step
+from ..core.recording import Recording
 from ..core.rules import call
-from ..core.variants import load_variant
+from ..core.variants import VariantSpec, load_variant
 from ..inputs.images import sample_image
 from ..inputs.models import Network
 from ..tables import Table

@@ -34,8 +34,8 @@ from torch import nn
 
 from ..choices import SANITY_TESTS as TESTS
 from ..choices import VARIANTS
-from ..core.engine import Recording, VariantSpec
-from ..core.variants import expand, load_variant
+from ..core.recording import Recording
+from ..core.variants import VariantSpec, expand, load_variant
 from ..errors import UsageError
 from ..inputs.images import find_images, load_image, sample_image, sha256_file
 from ..inputs.models import Network

@@ -21,7 +21,7 @@ import torchvision.transforms.functional as TF
 from torchvision.transforms import InterpolationMode
 
 from ..choices import GAUSSIAN, SEGMENT_METHODS
-from ..core.engine import Recording
+from ..core.recording import Recording
 from ..core.selectors import parse_selector
 from ..core.variants import expand, load_variant
 from ..errors import ReversenetError, UsageError, first_line

@@ -1,2 +1,3 @@
 """The reversed network itself: the traced graph, the reverse rules, the variants, the
-selectors, the recording and the reverse pass. Imports torch (and PyYAML) only."""
+selectors, the recording (and its forward pass), the reverse pass and the receptive-field
+windows it runs on. Imports torch (and PyYAML) only."""

@@ -12,18 +12,27 @@ Written as ``name`` or ``name:argument`` on the command line::
     full             the activations themselves
     class:I|NAME     a class of a classifier's output by index or ImageNet label
     objectness       the top class's positive scores, for segmentation (design page §6)
+
+`signals` and `pictures` run a selector on a recording (`Recording.select`,
+`Recording.visualize_many`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from functools import cache
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import Tensor
 
 from ..errors import ReversenetError, UsageError, unknown
+from .variants import VariantSpec, load_variant
+
+if TYPE_CHECKING:
+    from .recording import Recording
+    from .reverse import P
 
 Reverse = Callable[[Tensor], Tensor]
 
@@ -224,19 +233,25 @@ def _category_index(label: str) -> int:
     return lowered.index(label.lower())
 
 
-def _ints(arg: str, spec: str) -> tuple[int, ...]:
+def _ints(name: str, arg: str, spec: str) -> tuple[int, ...]:
     try:
         values = tuple(int(v) for v in arg.split(","))
     except ValueError:
-        raise UsageError(f"selector {spec!r} needs whole numbers, e.g. neuron:12,3,4") from None
+        raise UsageError(f"selector {spec!r} needs whole numbers: {_FORMS[name]}") from None
     if any(v < 0 for v in values):
-        raise UsageError(f"selector {spec!r}: indices start at 0")
+        raise UsageError(f"selector {spec!r}: indices start at 0; {_FORMS[name]}")
     return values
 
 
 _NO_ARG = {"max": Max, "random": Random, "mixture": Mixture, "noise": Noise, "full": Full, "objectness": Objectness}
-_WITH_ARG = {"neuron", "channel", "topk", "class"}
-NAMES = tuple(_NO_ARG) + tuple(sorted(_WITH_ARG))
+# The selectors with an argument, each as written with an example: their parse errors show it.
+_FORMS = {
+    "neuron": "neuron:C,Y,X (neuron:U for a vector layer), e.g. neuron:12,3,4",
+    "channel": "channel:C, e.g. channel:12",
+    "topk": "topk:K, e.g. topk:3",
+    "class": "class:I|NAME, e.g. class:tabby",
+}
+NAMES = tuple(_NO_ARG) + tuple(sorted(_FORMS))
 
 
 def parse_selector(spec: str | Selector) -> Selector:
@@ -276,15 +291,42 @@ def parse_selector(spec: str | Selector) -> Selector:
         if arg:
             raise UsageError(f"selector {name!r} takes no argument")
         return _NO_ARG[name]()
-    if name not in _WITH_ARG:
+    if name not in _FORMS:
         raise unknown("selector", name, NAMES)
     if not arg:
-        raise UsageError(f"selector {name!r} needs an argument, e.g. {name}:{'tabby' if name == 'class' else 3}")
+        raise UsageError(f"selector {name!r} needs an argument: {_FORMS[name]}")
     if name == "class":
         return Class(arg)
-    values = _ints(arg, spec)
+    values = _ints(name, arg, spec)
     if name == "neuron":
         return Neuron(values)
     if len(values) != 1:
-        raise UsageError(f"selector {name!r} takes one number")
+        raise UsageError(f"selector {name!r} takes one number: {_FORMS[name]}")
     return Channel(values[0]) if name == "channel" else TopK(values[0])
+
+
+def signals(
+    recording: Recording[Any], select: str | Selector, variant: VariantSpec, seed: int, layer: str | None
+) -> Tensor:
+    """`Recording.select`: the signals a selector makes from a recorded layer's activation;
+    the recording reverses them for the selectors that look at reversed images."""
+    layer = layer or recording.layer
+    reverse = lambda e: _joined(recording.reverse(e, variant, layer=layer))
+    return parse_selector(select).signals(recording.activations[layer], reverse=reverse, seed=seed)
+
+
+def pictures(
+    recording: Recording[P], select: str | Selector, variants: Iterable[VariantSpec], seed: int, layer: str | None
+) -> dict[str, P]:
+    """`Recording.visualize_many`: each variant's signals, reversed in one batched pass."""
+    loaded = [load_variant(v) for v in variants]
+    layer = layer or recording.layer
+    pairs = [(v, signals(recording, select, v, seed, layer)) for v in loaded]
+    return {v.name: r for v, r in zip(loaded, recording.reverse_many(pairs, layer=layer))}
+
+
+def _joined(picture: Tensor | tuple[Tensor, ...]) -> Tensor:
+    """(K, N, ...) pictures, of one input or several, as one (K, N, M): flattened per signal
+    and image, joined."""
+    parts = [p.reshape(*p.shape[:2], -1) for p in ((picture,) if isinstance(picture, Tensor) else picture)]
+    return torch.cat(parts, 2) if len(parts) > 1 else parts[0]

@@ -114,6 +114,10 @@ class Variant:
         return fam.default
 
 
+# What names a variant wherever one is taken: a built-in name, a YAML file or a Variant.
+VariantSpec = str | Path | Variant
+
+
 def expand(specs: Iterable[_Spec]) -> list[_Spec | str]:
     """`specs` with "all" standing for the eight built-in variants, each once, in order."""
     return list(dict.fromkeys(v for spec in specs for v in (VARIANTS if spec == "all" else [spec])))
@@ -122,7 +126,7 @@ def expand(specs: Iterable[_Spec]) -> list[_Spec | str]:
 ANY = "+bp"  # a built-in name with it: the variant with `fallback: bp`, for any network
 
 
-def load_variant(spec: str | Path | Variant) -> Variant:
+def load_variant(spec: VariantSpec) -> Variant:
     """A variant by built-in name or from a YAML file.
 
     Parameters

@@ -26,7 +26,7 @@ import torch.distributed as dist
 from torch import Tensor
 from torch.utils.data import DataLoader, Dataset
 
-from ..core.engine import Recording
+from ..core.recording import Recording
 from ..errors import UsageError, first_line
 from ..inputs import images
 from ..inputs.fourier import fourier, phase
