@@ -28,7 +28,7 @@ _PUBLIC = {
     "VARIANTS": ".choices", "Evaluation": ".apps.evaluation", "evaluate": ".apps.evaluation",
     "fully_convolutional": ".apps.fcn", "Sanity": ".apps.randomisation", "sanity": ".apps.randomisation",
     "Seeds": ".apps.seeds", "Segmenter": ".apps.segmentation", "segment": ".apps.segmentation",
-    "Recording": ".core.recording", "reverse": ".core.reverse", "Selector": ".core.selectors",
+    "Recording": ".core.recording", "reverse": ".core.recording", "Selector": ".core.selectors",
     "parse_selector": ".core.selectors", "Variant": ".core.variants", "load_variant": ".core.variants",
     "sample_image": ".inputs.images", "Network": ".inputs.models", "load_network": ".inputs.models",
     "NetworkSpec": ".inputs.spec", "run": ".output.batch", "diff": ".diff",
@@ -42,8 +42,7 @@ if TYPE_CHECKING:
     from .apps.seeds import Seeds
     from .apps.segmentation import Segmenter, segment
     from .choices import VARIANTS
-    from .core.recording import Recording
-    from .core.reverse import reverse
+    from .core.recording import Recording, reverse
     from .core.selectors import Selector, parse_selector
     from .core.variants import Variant, load_variant
     from .inputs.images import sample_image

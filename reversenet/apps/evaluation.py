@@ -114,6 +114,8 @@ class Evaluation:
         The photos and masks that could not be scored: ``image``, ``problem``.
     notes : list of str
         How masks were read (a non-binary mask, ...).
+    current : bool, default False
+        Read back from files a rerun found current, not computed.
 
     Examples
     --------
@@ -189,7 +191,16 @@ class Evaluation:
     def save(self, out: Path, params: dict) -> None:
         """Write results.csv, summary.csv, problems.csv (when there are problems) and
         evaluation.json (all of it, for a rerun to find current), recorded in the folder's
-        manifest; `params`, what made them."""
+        manifest.
+
+        Parameters
+        ----------
+        out : pathlib.Path
+            The folder (made if missing).
+        params : dict
+            What made them (the network, photos, masks and options): a rerun with other
+            parameters finds them stale.
+        """
         folder = OutputFolder(out)
         data = [csv_text(RESULTS, self.rows), csv_text(SUMMARY, self.summary()),
                 csv_text(("image", "problem"), self.problems) if self.problems else None,

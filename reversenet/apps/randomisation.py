@@ -99,6 +99,10 @@ class Sanity:
         One per test, step, method and photo: ``test``, ``step`` (0: nothing randomised),
         ``randomised`` (the last layer randomised), ``method``, ``photo``, and the
         similarities ``spearman``, ``ssim`` and ``sign`` (1 = unchanged).
+    params : dict, optional
+        What made it: the network, the photos (their sha256) and the options.
+    current : bool, default False
+        Read back from files a rerun found current, not computed.
 
     Examples
     --------
@@ -230,7 +234,17 @@ class Sanity:
 
     @classmethod
     def load(cls, out: Path) -> Sanity:
-        """The outcome that `save` wrote into `out`."""
+        """The outcome that `save` wrote into `out`.
+
+        Parameters
+        ----------
+        out : pathlib.Path
+            The folder.
+
+        Returns
+        -------
+        Sanity
+        """
         return cls(**json.loads((out / _FILES[-1]).read_text(encoding="utf-8")))
 
 

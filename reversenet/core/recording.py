@@ -18,9 +18,9 @@ from ..errors import UsageError
 from . import guard, selectors
 from .forward import Forward, key
 from .graph import Graph, Step, evaluation, none_parameters
-from .reverse import P, ReversePass
+from .reverse import P, Pictures, ReversePass
 from .rules import Rule
-from .selectors import Selector
+from .selectors import Selector, parse_selector
 from .variants import VARIANTS, VariantSpec, load_variant
 
 
@@ -119,7 +119,6 @@ class Recording(Generic[P]):
             graph = Graph(module, model.aliases if isinstance(model, Graph) else aliases, none, example=given)
         self.graph = graph.at(given)
         feed = self._feed(given)
-        self._inputs = self.graph.input[: len(inputs)]  # the placeholders that get pictures
         self.targets = {name: self.graph.resolve(name) for name in self.layers}
         self.steps = self.graph.path(*self.targets.values())
         self._on_path = {t: {s.node for s in self.graph.path(t)} for t in set(self.targets.values())}
@@ -130,6 +129,7 @@ class Recording(Generic[P]):
         self._plans: dict[tuple, list[tuple[Step, Rule]]] = {}
         self.input_shapes = [tuple(v.shape) for v in inputs]
         self._n = len(inputs[0])  # the batch
+        self._pictures = Pictures(self.graph.input[: len(inputs)], self.input_shapes, self._n, self._single)
         with evaluation(self.graph.model):
             kept = self._forward.run(feed, self.steps, set(self._on_path), loaded)
         self.activations = {name: _tensor(name, kept.get(node, feed.get(node))) for name, node in self.targets.items()}
@@ -301,7 +301,12 @@ class Recording(Generic[P]):
         list of torch.Tensor, or of tuples of torch.Tensor
             One result per pair, as `reverse` returns it.
         """
-        return ReversePass(self, signals, layer, restrict).pictures()
+        layer = layer or self.layer
+        if layer not in self.activations:
+            raise UsageError(f"layer {layer!r} was not recorded; recorded: {', '.join(self.layers)}")
+        plans = [self.rules(v, layer) for v, _ in signals]
+        return ReversePass[P](self._forward, plans, self.targets[layer], self.activations[layer], self._pictures, signals,
+                              restrict).pictures()  # fmt: skip
 
     def select(
         self, select: str | Selector = "max", *, variant: VariantSpec = "desalinet", seed: int = 0, layer: str | None = None
@@ -397,3 +402,60 @@ def _tensor(name: str, y: Any) -> Tensor:
     if not isinstance(y, Tensor):
         raise UsageError(f"layer {name!r} outputs {type(y).__name__}, not a tensor")
     return y
+
+
+def reverse(
+    model: nn.Module,
+    x: Tensor,
+    *,
+    layer: str,
+    variant: VariantSpec = "desalinet",
+    select: str | Selector = "max",
+    seed: int = 0,
+) -> Tensor:
+    """Reverse the selected part of a layer's output back to an image.
+
+    Parameters
+    ----------
+    model : torch.nn.Module
+        The network (torch.fx traces it), in eval mode.
+    x : torch.Tensor
+        The normalised input, float, shape (N, C, H, W).
+    layer : str
+        A module name as in ``model.named_modules()``, a paper name (``conv5``,
+        ``pool5``, ``fc8``), a graph node name or ``"output"``.
+    variant : str, pathlib.Path or Variant, default "desalinet"
+        One of `reversenet.VARIANTS`, ``NAME+bp``, a YAML file or a ``Variant``.
+    select : str or Selector, default "max"
+        Which part of the layer's output to reverse (`reversenet.parse_selector`).
+    seed : int, default 0
+        For random selectors.
+
+    Returns
+    -------
+    torch.Tensor
+        x's shape (N, C, H, W); a selector with K signals per image (``topk:K``) gives
+        (K, N, C, H, W), signals first, as everywhere in reversenet.
+
+    Raises
+    ------
+    reversenet.UsageError
+        A bad input, layer, variant or selector (one line that says what and why).
+
+    See Also
+    --------
+    Recording : one forward pass for many layers, variants and selectors.
+
+    Examples
+    --------
+    >>> import torch, torchvision, reversenet
+    >>> model = torchvision.models.alexnet().eval()  # random weights
+    >>> x = torch.randn(2, 3, 224, 224)
+    >>> reversenet.reverse(model, x, layer="conv5", variant="desalinet").shape
+    torch.Size([2, 3, 224, 224])
+    >>> reversenet.reverse(model, x, layer="conv5", select="topk:3").shape
+    torch.Size([3, 2, 3, 224, 224])
+    """
+    selector = parse_selector(select)
+    out = Recording(model, x, layer=layer, variants=[variant]).visualize(selector, variant, seed=seed)
+    return out if selector.multiple else out[0]

@@ -6,24 +6,21 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from contextlib import nullcontext
-from typing import TYPE_CHECKING, Any, Generic, TypeGuard, TypeVar, cast
+from dataclasses import dataclass
+from typing import Any, Generic, TypeGuard, TypeVar, cast
 
 import torch
-from torch import Tensor, fx, nn
+from torch import Tensor, fx
 
 from ..errors import ReversenetError, UsageError, first_line
-from .forward import key
+from .forward import Forward, key
 from .graph import Step, evaluation
 from .receptive import Maps, Spread
 from .rules import Rule
 from .rules.fallback import FALLBACK
 from .rules.registry import Signal, tensors_in
-from .selectors import Selector, parse_selector
 from .variants import VariantSpec
 from .window import Window, crop_bottleneck
-
-if TYPE_CHECKING:
-    from .recording import Recording
 
 # The most a reverse holds in one map of its signals at a time. On the CPU, chunks that
 # stay near the caches are faster than one big batch (measured: eight variants of VGG-16 at
@@ -39,6 +36,17 @@ Plan = list[tuple[Step, Rule]]
 Piece = tuple[Rule, int, int]
 
 
+@dataclass(frozen=True)
+class Pictures:
+    """What a reverse ends in: the inputs that get pictures (placeholders), their shapes, the
+    batch, and whether x was one tensor (one picture) or a tuple (a tuple of them)."""
+
+    nodes: list[fx.Node]
+    shapes: list[tuple[int, ...]]
+    batch: int
+    single: bool
+
+
 class ReversePass(Generic[P]):
     """`Recording.reverse_many`: (variant, signal) pairs run back to the input together.
 
@@ -49,43 +57,38 @@ class ReversePass(Generic[P]):
     """
 
     def __init__(
-        self, recording: Recording[P], signals: Sequence[tuple[VariantSpec, Tensor]], layer: str | None,
-        restrict: bool,
-    ) -> None:
-        layer = layer or recording.layer
-        if layer not in recording.activations:
-            raise UsageError(f"layer {layer!r} was not recorded; recorded: {', '.join(recording.layers)}")
-        act = recording.activations[layer].shape
+        self, forward: Forward, plans: list[Plan], target: fx.Node, activation: Tensor, pictures: Pictures,
+        signals: Sequence[tuple[VariantSpec, Tensor]], restrict: bool,
+    ) -> None:  # fmt: skip
+        act = activation.shape
         flat: list[Tensor] = []
         self.counts: list[int] = []
         for _, signal in signals:
             several = signal.dim() == len(act) + 1
             if tuple(signal.shape[several:]) != tuple(act):
                 raise UsageError(f"signal shape {tuple(signal.shape)} does not match the layer's {tuple(act)}")
-            flat.append(signal.reshape(-1, *act[1:]).to(recording.activations[layer]))
+            flat.append(signal.reshape(-1, *act[1:]).to(activation))
             self.counts.append(len(flat[-1]))
-        self.recording, self.signals, self.layer_shape = recording, signals, act
-        self.plans = [recording.rules(v, layer) for v, _ in signals]
+        self.forward, self.plans, self.target, self.out = forward, plans, target, pictures
+        self.signals, self.layer_shape = signals, act
         self.rows = torch.cat(flat) if len(flat) > 1 else flat[0]
         self.steps = [step for step, _ in self.plans[0]]
-        self.target = recording.targets[layer]
-        self.forward = recording._forward  # what the recording's forward pass kept
         self.maps = Maps(self.forward.extent, self.forward.inputs)
         footprint = lambda i: self._footprint(i, self.plans)
         self.windows = self.maps.windows(self.rows, self.target, self.steps, footprint) if restrict else {}
 
     def pictures(self) -> list[P]:
         """One result per (variant, signal) pair, as `Recording.reverse` returns it."""
-        rec, rows, counts = self.recording, self.rows, self.counts
+        rows, counts, out = self.rows, self.counts, self.out
         # In chunks of whole copies of the batch (the bottleneck is repeated per copy), so
         # that the widest map (or window) of a chunk's signals stays within the bound.
-        n, limit = rec._n, CHUNK_BYTES if rows.device.type == "cpu" else CHUNK_BYTES_GPU
+        n, limit = out.batch, CHUNK_BYTES if rows.device.type == "cpu" else CHUNK_BYTES_GPU
         size = n * max(1, limit // (self._per_signal() * rows.element_size() * n))
         ends = list(itertools.accumulate(counts))
         results = []
         # the fallback runs the model's own layers again: as in the recorded, evaluation-mode forward
         fallback = any(r is FALLBACK for plan in self.plans for _, r in plan)
-        with evaluation(rec.graph.model) if fallback else nullcontext():
+        with evaluation(self.forward.graph.model) if fallback else nullcontext():
             for a in range(0, len(rows), size):
                 b = min(a + size, len(rows))
                 share = [(plan, min(b, end) - max(a, end - count)) for plan, count, end in zip(self.plans, counts, ends)]
@@ -97,8 +100,8 @@ class ReversePass(Generic[P]):
         pictures = []
         for i, (_, s) in enumerate(self.signals):
             lead = s.shape[: s.dim() - len(self.layer_shape)]
-            parts = tuple(per_pair[i].view(*lead, *shape) for per_pair, shape in zip(split, rec.input_shapes))
-            pictures.append(cast(P, parts[0] if rec._single else parts))
+            parts = tuple(per_pair[i].view(*lead, *shape) for per_pair, shape in zip(split, out.shapes))
+            pictures.append(cast(P, parts[0] if out.single else parts))
         return pictures
 
     def _chunk(
@@ -106,7 +109,6 @@ class ReversePass(Generic[P]):
     ) -> list[Tensor]:
         """The reverse of `signal`, whose rows are `counts` signals of each plan in turn, on
         the `windows` of its nodes ({}: whole maps): one picture per input."""
-        rec = self.recording
         grads: dict[fx.Node, Signal] = {self.target: windows[self.target].crop(signal) if windows else signal}
         with torch.no_grad():
             for i in reversed(range(len(self.steps))):
@@ -140,7 +142,7 @@ class ReversePass(Generic[P]):
                         g = windows[node].place(g, window.through(footprint, self.maps.extent[node]))
                     grads[node] = _add(grads[node], g) if node in grads else g
         pictures = []
-        for node, shape in zip(rec._inputs, rec.input_shapes):
+        for node, shape in zip(self.out.nodes, self.out.shapes):
             result, window = grads.get(node), windows.get(node)
             if result is None:  # the layer does not depend on this input
                 result = signal.new_zeros(len(signal), *shape[1:])
@@ -154,7 +156,7 @@ class ReversePass(Generic[P]):
         """One rule's reverse of rows a:b of the signals at a step, `piece` = (rule, a, b), on
         the step's window (with `inplace`, written into `grad`: see Rule.reverse_)."""
         rule, a, b = piece
-        bottleneck, where, n = self.forward.bottleneck, key(step, rule), self.recording._n
+        bottleneck, where, n = self.forward.bottleneck, key(step, rule), self.out.batch
         if where not in bottleneck:
             raise UsageError(
                 f"{rule!r} at {step.where} needs a bottleneck this recording lacks; "
@@ -191,67 +193,8 @@ class ReversePass(Generic[P]):
             h, w = self.maps.extent[node]
             return -(-numel[node] * window.rows.size * window.cols.size // (h * w))
 
-        nodes = [*self.recording.graph.input, *(step.node for step in self.steps)]
+        nodes = [*self.forward.graph.input, *(step.node for step in self.steps)]
         return max(1, *(elements(node) for node in nodes))
-
-
-def reverse(
-    model: nn.Module,
-    x: Tensor,
-    *,
-    layer: str,
-    variant: VariantSpec = "desalinet",
-    select: str | Selector = "max",
-    seed: int = 0,
-) -> Tensor:
-    """Reverse the selected part of a layer's output back to an image.
-
-    Parameters
-    ----------
-    model : torch.nn.Module
-        The network (torch.fx traces it), in eval mode.
-    x : torch.Tensor
-        The normalised input, float, shape (N, C, H, W).
-    layer : str
-        A module name as in ``model.named_modules()``, a paper name (``conv5``,
-        ``pool5``, ``fc8``), a graph node name or ``"output"``.
-    variant : str, pathlib.Path or Variant, default "desalinet"
-        One of `reversenet.VARIANTS`, ``NAME+bp``, a YAML file or a ``Variant``.
-    select : str or Selector, default "max"
-        Which part of the layer's output to reverse (`reversenet.parse_selector`).
-    seed : int, default 0
-        For random selectors.
-
-    Returns
-    -------
-    torch.Tensor
-        x's shape (N, C, H, W); a selector with K signals per image (``topk:K``) gives
-        (K, N, C, H, W), signals first, as everywhere in reversenet.
-
-    Raises
-    ------
-    reversenet.UsageError
-        A bad input, layer, variant or selector (one line that says what and why).
-
-    See Also
-    --------
-    Recording : one forward pass for many layers, variants and selectors.
-
-    Examples
-    --------
-    >>> import torch, torchvision, reversenet
-    >>> model = torchvision.models.alexnet().eval()  # random weights
-    >>> x = torch.randn(2, 3, 224, 224)
-    >>> reversenet.reverse(model, x, layer="conv5", variant="desalinet").shape
-    torch.Size([2, 3, 224, 224])
-    >>> reversenet.reverse(model, x, layer="conv5", select="topk:3").shape
-    torch.Size([3, 2, 3, 224, 224])
-    """
-    from .recording import Recording  # which imports this module
-
-    selector = parse_selector(select)
-    out = Recording(model, x, layer=layer, variants=[variant]).visualize(selector, variant, seed=seed)
-    return out if selector.multiple else out[0]
 
 
 def _tile(r: Any, k: int, n: int) -> Any:

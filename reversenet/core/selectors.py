@@ -19,10 +19,10 @@ Written as ``name`` or ``name:argument`` on the command line::
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import cache
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
 import torch
 from torch import Tensor
@@ -30,9 +30,19 @@ from torch import Tensor
 from ..errors import ReversenetError, UsageError, unknown
 from .variants import VariantSpec, load_variant
 
-if TYPE_CHECKING:
-    from .recording import Recording
-    from .reverse import P
+
+class Recorded(Protocol):
+    """What selection needs of a recording (a reversenet.Recording): its activations and
+    its reverses."""
+
+    activations: dict[str, Tensor]
+
+    @property
+    def layer(self) -> str: ...
+
+    def reverse(self, signal: Tensor, variant: VariantSpec = ..., *, layer: str | None = ...) -> Any: ...
+
+    def reverse_many(self, signals: Sequence[tuple[VariantSpec, Tensor]], *, layer: str | None = ...) -> list[Any]: ...
 
 Reverse = Callable[[Tensor], Tensor]
 
@@ -306,7 +316,7 @@ def parse_selector(spec: str | Selector) -> Selector:
 
 
 def signals(
-    recording: Recording[Any], select: str | Selector, variant: VariantSpec, seed: int, layer: str | None
+    recording: Recorded, select: str | Selector, variant: VariantSpec, seed: int, layer: str | None
 ) -> Tensor:
     """`Recording.select`: the signals a selector makes from a recorded layer's activation;
     the recording reverses them for the selectors that look at reversed images."""
@@ -316,8 +326,8 @@ def signals(
 
 
 def pictures(
-    recording: Recording[P], select: str | Selector, variants: Iterable[VariantSpec], seed: int, layer: str | None
-) -> dict[str, P]:
+    recording: Recorded, select: str | Selector, variants: Iterable[VariantSpec], seed: int, layer: str | None
+) -> dict[str, Any]:
     """`Recording.visualize_many`: each variant's signals, reversed in one batched pass."""
     loaded = [load_variant(v) for v in variants]
     layer = layer or recording.layer

@@ -56,14 +56,26 @@ class NetworkSpec:
         return cls(model if isinstance(model, str) else model.name, weights, seed, device)
 
     def load(self) -> Network:
-        """The network, loaded (see `reversenet.load_network`)."""
+        """The network, loaded.
+
+        Returns
+        -------
+        reversenet.Network
+            As `reversenet.load_network` makes it.
+        """
         from .models import load_network
 
         return load_network(self.model, self.weights, seed=self.seed, device=self.device)
 
     def identity(self) -> dict[str, Any]:
-        """What made the network, for a manifest: its name, weights (a file's path and
-        sha256, torchvision's name for its own) and seed."""
+        """What made the network, for a manifest.
+
+        Returns
+        -------
+        dict
+            ``model``, ``weights`` (a file's absolute path, with ``weights_sha256``;
+            torchvision's name for its own) and ``seed``.
+        """
         from .models import weights_identity
 
         return {"model": self.model, **weights_identity(self.model, self.weights), "seed": self.seed}
