@@ -18,6 +18,7 @@ from ..inputs.spec import NetworkSpec
 from ..output.files import MANIFEST, Output, OutputFolder, Result, known_photos, save_png, writable_folder
 from ..output.montage import label
 from ..output.render import grid, render
+from ..tables import plural
 
 
 def prepare(network: Network, path: Path) -> tuple[Tensor, np.ndarray]:
@@ -85,7 +86,7 @@ def save_compare(
     count = grids_per_photo(select)
     file = out if out is not None and out.suffix.lower() == ".png" else None
     if file and len(images) * count > 1:
-        raise UsageError(f"-o {out} names one grid; give a folder for {len(images)} photos or several signals")
+        raise UsageError(f"-o {out} names one grid; give a folder for {plural(len(images), 'photo')} or several signals")
     if file and not (file.parent / MANIFEST).is_file():  # one file asked for, in no output folder: alone
         writable_folder(file.parent)
         save_png(compare(network, images[0], layer=layer, select=select, how=how, seed=spec.seed, fallback=fallback)[0], file)

@@ -32,7 +32,7 @@ from ..inputs.images import EXTENSIONS, find_images, sha256_file
 from ..inputs.models import Network
 from ..inputs.spec import DEVICE, MODEL, SEED, WEIGHTS, NetworkSpec, as_network
 from ..output.files import Output, OutputFolder, csv_text
-from ..tables import Table
+from ..tables import Table, plural
 from .seeds import Seeds
 from .segmentation import Segmenter
 
@@ -334,7 +334,7 @@ def evaluate(
     if labels:
         unlabelled = sum(1 for p in photos if owned[p] and p.stem not in labels)
         if unlabelled:
-            result.notes.append(f"{unlabelled} photos have no class in {classes}: left out of the class means")
+            result.notes.append(f"{plural(unlabelled, 'photo has', 'photos have')} no class in {classes}: left out of the class means")
     if out is not None:
         result.save(out, params)
     return result

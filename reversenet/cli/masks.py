@@ -12,6 +12,7 @@ import click
 from ..apps.seeds import Seeds
 from ..choices import EVALUATE_METHODS, SEGMENT_METHODS
 from ..errors import ReversenetError
+from ..tables import plural
 from .common import (
     console,
     force_option,
@@ -133,5 +134,5 @@ def evaluate(images_dir: Path, masks_dir: Path, classes: Path | None, methods: t
         console.print(f"not scored: {problem['image']}: {problem['problem']}")
     if result.problems:
         more = f" ({len(result.problems) - 20} more)" if len(result.problems) > 20 else ""
-        raise ReversenetError(f"{len(result.problems)} photos or masks could not be scored{more}, the others are; "
+        raise ReversenetError(f"{plural(len(result.problems), 'photo or mask', 'photos or masks')} could not be scored{more}, the others are; "
                               f"see {out / 'problems.csv'}")  # fmt: skip
