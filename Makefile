@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint docs bench bench-run objectness figure golden clean
+.PHONY: setup demo test lint docs bench bench-run objectness figure regression-figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -27,7 +27,7 @@ test: setup
 # Lint (CI runs it before the tests): ruff, then mypy on the package (its settings in
 # pyproject.toml), both pinned in the test extra.
 lint: setup
-	$(BIN)/ruff check reversenet tests benchmarks
+	$(BIN)/ruff check reversenet tests benchmarks examples docs
 	$(BIN)/mypy
 
 # The API reference from the docstrings (Sphinx + numpydoc, which checks every documented
@@ -65,6 +65,10 @@ figure: setup
 	$(BIN)/reversenet run fig4-neuron-selectivity --set weights=random --set model=alexnet --set out=reversenet-out/fig4
 	$(BIN)/python -c "from PIL import Image; m = Image.open('reversenet-out/fig4/montages/alexnet_layer-select-by-variant.png'); \
 		m.reduce(2).convert('RGB').save('docs/fig4-selectivity.jpg', quality=85)"
+
+# The README's picture of a regression summary (headless Chromium: Debian's chromium and chromium-driver).
+regression-figure: setup
+	$(BIN)/python docs/regression_figure.py
 
 clean:
 	rm -rf $(VENV) reversenet-out .pytest_cache .mypy_cache

@@ -28,3 +28,7 @@ GAUSSIAN = "gaussian"
 SEGMENT_METHODS = ("salinet",)
 #: What `evaluate` scores by default, as the paper's Table 1 (the Gaussian baseline always runs too).
 EVALUATE_METHODS = ("salinet", "desalinet", "deconvnet")
+#: When a picture has changed (reversenet.diff, the pytest fixture): more than SHARE of its
+#: pixels differ by more than TOLERANCE levels (8-bit) in a channel.
+TOLERANCE = 2
+SHARE = 0.001

@@ -26,3 +26,15 @@ def run(monkeypatch, capsys, tmp_path):
         return code, out, err
 
     return invoke
+
+
+@pytest.fixture(scope="module")
+def browser():
+    """A headless Chromium for a module's tests (tests/browser.py)."""
+    from browser import browser_or_skip
+
+    driver = browser_or_skip()
+    driver.set_page_load_timeout(10)
+    driver.set_script_timeout(10)
+    yield driver
+    driver.quit()

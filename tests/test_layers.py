@@ -21,7 +21,7 @@ LAYERS = [
     ("inputs", ["inputs/"]),
     ("output", ["output/"]),
     ("apps", ["apps/"]),
-    ("interop", ["diff.py", "captum.py", "quantus.py"]),
+    ("interop", ["diff.py", "captum.py", "quantus.py", "regression.py"]),
     ("cli", ["cli/", "__main__.py"]),
     ("package", ["__init__.py"]),
 ]

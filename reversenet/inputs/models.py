@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, cast
 
 import numpy as np
 import torch
@@ -72,6 +72,27 @@ class Network:
     transform: Preprocessing  # PIL image -> normalised (C, H, W) tensor
     aliases: dict[str, str] = field(default_factory=dict)
     categories: tuple[str, ...] | None = None
+
+    @classmethod
+    def of(cls, module: nn.Module, name: str | None = None, transform: Preprocessing | None = None) -> Network:
+        """A model of your own as a Network, in eval mode: named after its class unless
+        `name` is given, with ImageNet's preprocessing (torchvision's classification preset,
+        224×224) unless `transform` is, and the paper's layer names for AlexNet and VGG.
+
+        Parameters
+        ----------
+        module : torch.nn.Module
+            The model.
+        name : str, optional
+            The name outputs show.
+        transform : callable, optional
+            PIL image to the normalised (C, H, W) tensor, with ``crop_size``, ``mean``, ``std``.
+
+        Returns
+        -------
+        Network
+        """
+        return cls(name or type(module).__name__, module.eval(), transform or imagenet_preprocessing(), paper_aliases(module))
 
     @property
     def default_layer(self) -> str:
@@ -134,6 +155,12 @@ def layer_table(network: Network) -> Table:
     return Table(f"{network.name}, input 3×{size[0]}×{size[1]}", ["layer", "also", "type", "output shape"], rows)
 
 
+def imagenet_preprocessing() -> Preprocessing:
+    """torchvision's ImageNet classification preset (resize 256, crop 224, normalise): what a
+    model of your own gets unless it says otherwise."""
+    return cast(Preprocessing, get_model_weights("vgg16").DEFAULT.transforms())
+
+
 def torchvision_names() -> list[str]:
     """torchvision's image classification models."""
     return list_models(module=torchvision.models)
@@ -179,7 +206,7 @@ def load_network(name: str, weights: str = WEIGHTS, *, seed: int = SEED, device:
     if ":" in name:
         factory = _import_factory(name)
         build = partial(_call, factory, name)
-        transform, categories = get_model_weights("vgg16").DEFAULT.transforms(), None
+        transform, categories = imagenet_preprocessing(), None
         pretrained = weights != "random" and weights != "DEFAULT"
     elif name in torchvision_names():
         default = get_model_weights(name).DEFAULT
