@@ -334,10 +334,10 @@ def _generate(folder: Path, pictures: dict[str, np.ndarray], records: dict[str, 
 def _message(failed: list[dict], total: int, folder: Path, tolerance: int, share: float) -> str:
     """One line per picture that failed, then what changed besides the pixels."""
     head = (f"{len(failed)} of {total} pictures differ from the baselines in {folder} "
-            f"(a pixel changed: more than {tolerance} levels; a picture: more than {share:.2%} of them):")  # fmt: skip
+            f"(a pixel changed: more than {tolerance} levels; a picture: more than {share:.2%} of the pixels it shows):")  # fmt: skip
     lines = [head]
     for entry in failed:
-        numbers = f"{entry['changed']:.2%} of pixels changed, max |difference| {entry['max_abs']}" if entry["max_abs"] is not None else ""
+        numbers = f"{entry['changed']:.2%} of the pixels shown changed, max |difference| {entry['max_abs']}" if entry["max_abs"] is not None else ""
         lines.append(f"  {entry['file']}: {entry['problem'] or numbers}")
     fields = {k: (a, b) for entry in failed for k, a, b in entry["fields"] if k not in _VERSIONS}
     for key, (before, now) in fields.items():

@@ -62,7 +62,7 @@ def test_a_changed_rule_fails_naming_the_pictures_and_the_summary_shows_them(pro
     assert done.returncode == 1, done.stdout
     out = done.stdout
     assert "3 of 3 pictures" not in out and "1 of 3 pictures differ" in out  # DeSaliNet only; DeConvNet, SaliNet kept
-    assert "chelsea_Sequential_7_desalinet_full.png: " in out and "% of pixels changed" in out
+    assert "chelsea_Sequential_7_desalinet_full.png: " in out and "% of the pixels shown changed" in out
     assert "2 of 2 pictures differ" in out  # topk:2 of DeSaliNet at the second pooling
     assert "the weights" not in out  # pixels alone changed: nothing else is blamed
     page = project / "summary" / "index.html"
@@ -110,8 +110,7 @@ def test_the_tolerance_is_set_per_call_and_per_project(project):
     assert pytest_in(project).returncode == 0
     (project / "pytest.ini").write_text("[pytest]\n")
     test = project / "test_tiny.py"
-    test.write_text(test.read_text().replace('variants=["deconvnet", "salinet", "desalinet"])',
-                                             'variants=["deconvnet", "salinet", "desalinet"], tolerance=255)'))  # fmt: skip
+    test.write_text(test.read_text().replace('select="full")', 'select="full", tolerance=255)'))
     done = pytest_in(project)
     assert "1 failed, 1 passed" in done.stdout, done.stdout  # the call with tolerance=255 passes
 
