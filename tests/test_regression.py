@@ -125,3 +125,12 @@ def test_under_xdist_the_summary_gathers_every_worker(project):
     assert "reversenet: 3 pictures differ" in done.stdout
     generated = pytest_in(project, "-n", "2", "--reversenet-generate")
     assert "0 new, 3 changed, 2 unchanged" in generated.stdout, generated.stdout
+
+
+def test_matching_pictures_of_another_model_say_so(project):
+    """The pixels pass, but the baselines were made with other weights: a warning says it."""
+    manifest = project / "reversenet_baselines/test_tiny/test_the_variants_at_the_last_feature_map/manifest.json"
+    records = json.loads(manifest.read_text())
+    manifest.write_text(json.dumps({f: {**r, "weights_sha256": "0" * 64} for f, r in records.items()}))
+    done = pytest_in(project)
+    assert done.returncode == 0 and "the weights (sha256): 000000000000… -> " in done.stdout, done.stdout
