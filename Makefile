@@ -5,7 +5,7 @@ TORCH ?= torch==2.14.1 torchvision==0.29.1
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint docs bench bench-run objectness figure regression-figure golden clean
+.PHONY: setup demo test lint docs bench bench-run objectness figure regression-figure explore-figure golden clean
 
 setup: $(VENV)/.installed
 
@@ -69,6 +69,10 @@ figure: setup
 # The README's picture of a regression summary (headless Chromium: Debian's chromium and chromium-driver).
 regression-figure: setup
 	$(BIN)/python docs/regression_figure.py
+
+# The README's picture of `reversenet explore` (headless Chromium, as above).
+explore-figure: setup
+	$(BIN)/python docs/explore_figure.py
 
 clean:
 	rm -rf $(VENV) reversenet-out .pytest_cache .mypy_cache

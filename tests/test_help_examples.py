@@ -64,5 +64,18 @@ def folder(tmp_path_factory) -> Path:
 def test_every_help_example_runs_as_shown(command, example, folder, run, monkeypatch):
     monkeypatch.chdir(folder)
     monkeypatch.setattr(models, "_download", lambda name, weights: torchvision.models.get_model(name).state_dict())
+    served = []
+    if command == "explore":  # the server answers one request, then the example ends (it would serve on)
+        import webbrowser
+
+        import uvicorn
+        from fastapi.testclient import TestClient
+
+        def serve(app, host: str, port: int, log_level: str) -> None:
+            served.append(TestClient(app, base_url=f"http://{host}").get("/api/state").status_code)
+
+        monkeypatch.setattr(uvicorn, "run", serve)
+        monkeypatch.setattr(webbrowser, "open", lambda url: True)
     code, _, err = run(*shlex.split(example)[1:])
     assert code == 0, f"{example}: {err}"
+    assert served == ([200] if command == "explore" else []), err

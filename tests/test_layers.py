@@ -137,8 +137,8 @@ def loaded(code: str) -> set[str]:
 HEAVY = {"cv2", "scipy", "skimage", "matplotlib", "jinja2", "fastapi", "uvicorn", "captum", "quantus"}
 
 
-@pytest.mark.parametrize("command", ["", "visualize", "run", "compare", "segment", "evaluate", "sanity", "variants",
-                                     "layers", "inspect", "diff"])  # fmt: skip
+@pytest.mark.parametrize("command", ["", "visualize", "run", "compare", "segment", "evaluate", "sanity", "explore",
+                                     "variants", "layers", "inspect", "diff"])  # fmt: skip
 def test_help_imports_no_torch(command):
     argv = ["reversenet", *filter(None, [command]), "--help"]
     code = (f"import sys; sys.argv = {argv!r}\nfrom reversenet.cli import main\n"

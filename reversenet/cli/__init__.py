@@ -15,6 +15,7 @@ import click
 from ..errors import ReversenetError, first_line
 from .common import console
 from .diff import diff
+from .explore import explore
 from .listing import inspect, layers, variants
 from .masks import evaluate, segment
 from .pictures import compare, visualize
@@ -32,7 +33,7 @@ def cli(debug: bool) -> None:
     other variants of Mahendran & Vedaldi, "Salient deconvolutional networks"."""
 
 
-for command in (visualize, run, compare, segment, evaluate, sanity, variants, layers, inspect, diff):
+for command in (visualize, run, compare, segment, evaluate, sanity, explore, variants, layers, inspect, diff):
     cli.add_command(command)
 
 
