@@ -45,13 +45,16 @@ def explore(image_specs: tuple[str, ...], out: Path, host: str, port: int, open_
 
     network_spec = spec(options)
     explorer = Explorer(network_spec.load(), network_spec, photos(image_specs))
+    everywhere = host in ("0.0.0.0", "::")
     if not _loopback(host):
-        console.print(f"[yellow]warning:[/] serving on {host}: other machines can reach this page (saving needs the token)")
+        checks = "; any Host header is accepted" if everywhere else ""
+        console.print(f"[yellow]warning:[/] serving on {host}: other machines can reach this page (uploads and saving "
+                      f"need the token{checks})")  # fmt: skip
     with socket.socket() as s:  # a free port, when none is given
         s.bind((host, port))
         port = s.getsockname()[1]
     token = secrets.token_urlsafe(16)
-    hosts = sorted({host, "127.0.0.1", "localhost", "[::1]"} if _loopback(host) else {host})
+    hosts = ["*"] if everywhere else sorted({host, "127.0.0.1", "localhost"})
     url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/?token={token}"
     console.print(f"reversenet explore: {url}  (Ctrl-C stops it)")
     if open_browser:
