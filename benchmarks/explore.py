@@ -14,17 +14,14 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import threading
 import time
 import urllib.parse
 import urllib.request
 from pathlib import Path
 
-import uvicorn
-
 import reversenet
 from reversenet.apps.explore import Explorer
-from reversenet.apps.explore_web import app
+from reversenet.apps.explore_web import app, served
 from reversenet.inputs.spec import NetworkSpec
 
 
@@ -44,12 +41,16 @@ def main() -> None:
     args = parser.parse_args()
     spec = NetworkSpec(args.model, "random")
     explorer = Explorer(spec.load(), spec, [reversenet.sample_image()])
-    server = uvicorn.Server(uvicorn.Config(app(explorer, token="t", hosts=["127.0.0.1"], out=Path("explore-bench")),
-                                           host="127.0.0.1", port=0, log_level="warning"))  # fmt: skip
-    threading.Thread(target=server.run, daemon=True).start()
-    while not server.started:
-        time.sleep(0.05)
-    base = f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    with served(app(explorer, token="t", hosts=["127.0.0.1"], out=Path("explore-bench"))) as base:
+        rows = measure(base, args)
+    print(f"{args.model}, 224×224, random weights; medians of {args.clicks} requests")
+    for what, seconds, target in rows:
+        verdict = "" if target is None else f"  target ≤ {target * 1000:.0f} ms: {'met' if seconds <= target else 'MISSED'}"
+        print(f"{what:45} {seconds * 1000:8.0f} ms{verdict}")
+
+
+def measure(base: str, args: argparse.Namespace) -> list[tuple[str, float, float | None]]:
+    """(what, median seconds, target) for the first recording, clicks and a layer switch."""
     photo = "chelsea"
     first, page = get(base, "/api/channels", photo=photo, layer=args.layer)
     channels, (_, h, w) = [c["channel"] for c in page["channels"]], page["shape"]
@@ -58,15 +59,10 @@ def main() -> None:
     one = [get(base, "/api/reverse", photo=photo, layer=args.layer, select=n, variants="desalinet")[0] for n in neurons]
     switch = [get(base, "/api/channels", photo=photo, layer=layer)[0]
               for _ in range(max(1, args.clicks // 3)) for layer in (args.other, args.layer)]  # fmt: skip
-    server.should_exit = True
-    rows = [("first recording (first /api/channels)", first, None),
+    return [("first recording (first /api/channels)", first, None),
             (f"click at {args.layer}: 8 variants", statistics.median(eight), 0.250),
             (f"click at {args.layer}: 1 variant", statistics.median(one), 0.100),
             ("switch layer (/api/channels)", statistics.median(switch), 0.300)]  # fmt: skip
-    print(f"{args.model}, 224×224, random weights; medians of {args.clicks} requests")
-    for what, seconds, target in rows:
-        verdict = "" if target is None else f"  target ≤ {target * 1000:.0f} ms: {'met' if seconds <= target else 'MISSED'}"
-        print(f"{what:45} {seconds * 1000:8.0f} ms{verdict}")
 
 
 if __name__ == "__main__":

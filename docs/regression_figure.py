@@ -19,6 +19,7 @@ from PIL import Image
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
+from browser import browser_or_skip  # the suite's headless Chromium, as its tests start it
 from test_regression import CHANGED_RULE  # the change the suite's test makes, as it makes it
 
 WAIT_FOR_IMAGES = """
@@ -28,9 +29,6 @@ Promise.all(Array.from(document.images, (img) => img.decode().catch(() => null))
 
 
 def main() -> None:
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--out", type=Path, default=ROOT / "docs" / "regression-summary.png")
     args = parser.parse_args()
@@ -40,11 +38,8 @@ def main() -> None:
         (project / "conftest.py").write_text(CHANGED_RULE)
         subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-k", "last_feature_map",
                         "--reversenet-summary", "summary"], cwd=project, check=False, capture_output=True)  # fmt: skip
-        options = webdriver.ChromeOptions()
-        options.binary_location = "/usr/bin/chromium"
-        for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=820,900"):
-            options.add_argument(arg)
-        driver = webdriver.Chrome(service=Service(executable_path="/usr/bin/chromedriver"), options=options)
+        driver = browser_or_skip()
+        driver.set_window_size(820, 900)
         try:
             driver.get((project / "summary" / "index.html").as_uri())
             driver.execute_async_script(WAIT_FOR_IMAGES)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import base64
 import io
-import threading
 import time
 from pathlib import Path
 
@@ -22,7 +21,7 @@ pytest.importorskip("httpx")
 from fastapi.testclient import TestClient
 
 from reversenet.apps.explore import UPLOAD_BYTES, Explorer
-from reversenet.apps.explore_web import app
+from reversenet.apps.explore_web import app, served
 from reversenet.inputs.spec import NetworkSpec
 
 SPEC = NetworkSpec("alexnet", "random")
@@ -121,20 +120,8 @@ def test_an_upload_becomes_a_photo(client):
 @pytest.fixture
 def server(explorer, tmp_path):
     """The app served by uvicorn on a free loopback port, in a thread."""
-    import uvicorn
-
-    config = uvicorn.Config(app(explorer, token="secret", hosts=["127.0.0.1"], out=tmp_path / "saved"),
-                            host="127.0.0.1", port=0, log_level="warning")  # fmt: skip
-    served = uvicorn.Server(config)
-    thread = threading.Thread(target=served.run, daemon=True)
-    thread.start()
-    deadline = time.monotonic() + 30
-    while not served.started and time.monotonic() < deadline:
-        time.sleep(0.05)
-    port = served.servers[0].sockets[0].getsockname()[1]
-    yield f"http://127.0.0.1:{port}"
-    served.should_exit = True
-    thread.join(timeout=10)
+    with served(app(explorer, token="secret", hosts=["127.0.0.1"], out=tmp_path / "saved")) as base:
+        yield base
 
 
 @pytest.mark.browser

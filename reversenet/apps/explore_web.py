@@ -12,6 +12,10 @@ was waiting when a newer one arrived is answered 409 (superseded) without being 
 from __future__ import annotations
 
 import secrets
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,3 +120,24 @@ def app(explorer: Explorer, *, token: str, hosts: list[str], out: Path) -> FastA
         return {"files": await compute(explorer.save, photo, layer, select, variants.split(","), render, out)}
 
     return web
+
+
+@contextmanager
+def served(web: FastAPI) -> Iterator[str]:
+    """`web` served by uvicorn on a free loopback port in a thread, for tests and benchmarks:
+    its base URL, the server stopped on leaving."""
+    import uvicorn
+
+    server = uvicorn.Server(uvicorn.Config(web, host="127.0.0.1", port=0, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 60
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            raise RuntimeError("the server did not start")
+        time.sleep(0.05)
+    try:
+        yield f"http://127.0.0.1:{server.servers[0].sockets[0].getsockname()[1]}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
