@@ -207,6 +207,11 @@ def compare_arrays(a: np.ndarray, b: np.ndarray, name: str, threshold: int = 0) 
     return Difference(name, int(delta.max()), psnr, float((per_pixel > threshold).mean()), exceed=exceed), per_pixel
 
 
+def heat_map(per_pixel: np.ndarray) -> np.ndarray:
+    """|A − B| per pixel (from `compare_arrays`, not all 0) as a heat map scaled to its maximum."""
+    return heat(torch.from_numpy(per_pixel / per_pixel.max()))
+
+
 def _foreground(rgb: np.ndarray) -> np.ndarray:
     """The pixels not of the picture's most common colour (its ground)."""
     packed = rgb[..., 0].astype(np.int32) << 16 | rgb[..., 1].astype(np.int32) << 8 | rgb[..., 2]
@@ -280,7 +285,7 @@ def diff_paths(a: str | Path, b: str | Path, *, threshold: int = 0, out: str | P
         found, per_pixel = compare_arrays(pa, pb, name, threshold)
         if out is not None and per_pixel is not None and found.max_abs > 0:
             target = Path(out) / f"{name}.diff.png"
-            save_png(heat(torch.from_numpy(per_pixel / found.max_abs)), target)
+            save_png(heat_map(per_pixel), target)
             found = replace(found, heat_map=target)
         results.append(found)
     return results

@@ -298,7 +298,7 @@ def _render(network: Network, images: Any, layers: Sequence[str] | None, variant
         for layer in layers:
             signals = [rec.select(selector, variant=v, seed=seed, layer=layer) for v in loaded]
             for variant, result in zip(loaded, rec.reverse_many(list(zip(loaded, signals)), layer=layer)):
-                rules = {"variant_rules": {**variant.rules, **({"fallback": variant.fallback} if variant.fallback else {})}}
+                rules = {"variant_rules": variant.recorded}
                 for n, (path, _, digest) in enumerate(group):
                     photo = Photo(path, ids[path], digest)
                     for kk, reversed_ in enumerate(result[:, n]):
@@ -363,10 +363,8 @@ def _summary_pictures(summary: Path, test: str, file: str, folder: Path, picture
                       per_pixel: np.ndarray | None) -> dict[str, str | None]:  # fmt: skip
     """The failure's pictures in the summary folder (baseline, result, heat map of the
     difference), as paths relative to it."""
-    import torch
-
+    from .diff import heat_map
     from .output.files import save_png, slug
-    from .output.render import heat
 
     where = Path(slug(test)) / slug(file)
     shown: dict[str, str | None] = {"baseline": None, "result": None, "diff": None}
@@ -378,7 +376,7 @@ def _summary_pictures(summary: Path, test: str, file: str, folder: Path, picture
         save_png(picture, summary / where / "result.png")
         shown["result"] = (where / "result.png").as_posix()
     if per_pixel is not None and per_pixel.max() > 0:
-        save_png(heat(torch.from_numpy(per_pixel / per_pixel.max())), summary / where / "diff.png")
+        save_png(heat_map(per_pixel), summary / where / "diff.png")
         shown["diff"] = (where / "diff.png").as_posix()
     return shown
 

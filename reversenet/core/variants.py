@@ -73,6 +73,11 @@ class Variant:
     fallback: str = "error"
     source: str = field(default="", compare=False)
 
+    @property
+    def recorded(self) -> dict[str, str]:
+        """Its rules, and its fallback when it has one, as a manifest records them."""
+        return {**self.rules, **({"fallback": self.fallback} if self.fallback else {})}
+
     def rule(self, fam: Family | None, where: str) -> Rule:
         """The reverse rule this variant applies to a layer family.
 

@@ -62,7 +62,7 @@ class Plan:
         photo = self.photos[path]
         made = [Output("photo", photo, model.identity, picture=what) for what in self.lead]
         for layer, variant in itertools.product(model.layers, self.variants):
-            rules = {"variant_rules": {**variant.rules, **({"fallback": variant.fallback} if variant.fallback else {})}}
+            rules = {"variant_rules": variant.recorded}
             for select, selector in self.selectors.items():
                 for k in range(1, selector.k + 1) if isinstance(selector, TopK) else [None]:
                     made += [Output("picture", photo, model.identity, layer, variant.name, select, k, how,
