@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 
 import reversenet
+from reversenet.apps.compare import prepare
 from reversenet.inputs.fourier import fourier, phase
 from reversenet.inputs.images import sample_image, sha256_file
+from reversenet.inputs.models import load_network
 from reversenet.output.selectivity import score as selectivity
 
 EXPERIMENTS = Path(__file__).parent.parent / "configs" / "experiments"
@@ -124,8 +126,8 @@ def test_one_run_many_layers_variants_selectors_and_renderers(run, tmp_path):
     # the raw result is what the engine computes for that photo alone
     row = next(r for r in rows if r["kind"] == "raw" and r["photo_id"] == "p1" and r["layer"] == "conv3"
                and r["variant"] == "deconvnet" and r["select"] == "max")  # fmt: skip
-    network = reversenet.inputs.models.load_network("alexnet", "random")
-    x, _ = reversenet.apps.compare.prepare(network, tmp_path / "photos/p1.jpg")
+    network = load_network("alexnet", "random")
+    x, _ = prepare(network, tmp_path / "photos/p1.jpg")
     expected = reversenet.Recording(network.module, x, layer="conv3", variants=["deconvnet"],
                                  aliases=network.aliases).visualize("max", "deconvnet")[0, 0]  # fmt: skip
     np.testing.assert_allclose(np.load(tmp_path / "o" / row["file"]), expected.numpy(), rtol=1e-4, atol=1e-6)
